@@ -1,0 +1,1 @@
+"""Adapters that bind the engine to Redis, SQLAlchemy and FastAPI."""

@@ -1,0 +1,166 @@
+"""The one exception tree of tierpolicy.
+
+Every error the library raises on purpose derives from :class:`TierpolicyError`, so
+callers can catch everything of ours with one ``except`` and let everything else
+through. Driver errors (Redis, SQL, HTTP) are translated at the adapter boundary with
+``raise ... from exc`` so the original stays on ``__cause__``.
+
+::
+
+    TierpolicyError
+    ├── PolicyError                     the policy set itself is wrong
+    │   ├── PolicyLoadError             loading found diagnostics (carries them all)
+    │   └── ExpressionError             a CEL condition does not parse or type-check
+    │       ├── ExpressionSyntaxError
+    │       └── ExpressionTypeError
+    ├── EvaluationError                 a question could not be answered
+    │   ├── UnknownNameError            (also LookupError) a name the policy set lacks
+    │   │   ├── UnknownFeatureError
+    │   │   ├── UnknownLimitError
+    │   │   └── UnknownTierError
+    │   ├── InvalidContextError         (also ValueError) the context is malformed
+    │   └── InvalidRequestError         (also ValueError) an eval request is malformed
+    └── ConditionError                  a condition failed at run time (missing
+                                        attribute, type mismatch); decisions absorb it
+                                        as a deny with reason CONDITION_ERROR
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._diagnostics import Diagnostic
+
+
+class TierpolicyError(Exception):
+    """Root of every exception tierpolicy raises on purpose."""
+
+
+class PolicyError(TierpolicyError):
+    """The policy set is invalid."""
+
+
+class PolicyLoadError(PolicyError):
+    """Loading a policy set produced one or more error diagnostics.
+
+    Nothing is half-loaded: when this is raised, no policy set exists.
+
+    Attributes:
+        diagnostics: Every diagnostic found, errors and warnings, in file order.
+    """
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]) -> None:
+        self.diagnostics = tuple(diagnostics)
+        errors = [d for d in self.diagnostics if d.severity == "error"]
+        first = errors[0].format() if errors else "no diagnostics"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"policy set failed to load: {first}{more}")
+
+
+class ExpressionError(PolicyError):
+    """A CEL expression is invalid.
+
+    Attributes:
+        source: The expression text.
+        offset: Zero-based character offset of the problem inside ``source``.
+        length: How many characters the problem spans (at least 1).
+        hint: An optional suggestion such as a "did you mean".
+        reason: A machine-readable cause: ``syntax``, ``unsupported``, ``type``,
+            ``unknown_attribute``, ``regex`` or ``type_name``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        offset: int,
+        length: int = 1,
+        hint: str | None = None,
+        reason: str = "syntax",
+    ) -> None:
+        self.message = message
+        self.reason = reason
+        self.source = source
+        self.offset = max(0, min(offset, len(source)))
+        self.length = max(1, length)
+        self.hint = hint
+        super().__init__(message if hint is None else f"{message}; {hint}")
+
+
+class ExpressionSyntaxError(ExpressionError):
+    """A CEL expression does not parse, or uses syntax outside the supported subset."""
+
+
+class ExpressionTypeError(ExpressionError):
+    """A CEL expression parses but does not type-check against the context schema."""
+
+
+class EvaluationError(TierpolicyError):
+    """A question to the engine could not be answered."""
+
+
+class UnknownNameError(EvaluationError, LookupError):
+    """A feature, limit or tier name that the policy set does not define.
+
+    Attributes:
+        name: The name asked for.
+        suggestions: Close names that do exist, best first.
+    """
+
+    kind = "name"
+
+    def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        hint = f"; did you mean {self.suggestions[0]!r}?" if self.suggestions else ""
+        super().__init__(f"unknown {self.kind} {name!r}{hint}")
+
+    def __str__(self) -> str:
+        # LookupError would otherwise repr() the message, quoting it twice.
+        return str(self.args[0])
+
+
+class UnknownFeatureError(UnknownNameError):
+    """The policy set defines no feature of that name."""
+
+    kind = "feature"
+
+
+class UnknownLimitError(UnknownNameError):
+    """The policy set defines no limit of that name."""
+
+    kind = "limit"
+
+
+class UnknownTierError(UnknownNameError):
+    """The policy set defines no tier of that name."""
+
+    kind = "tier"
+
+
+class InvalidContextError(EvaluationError, ValueError):
+    """The evaluation context lacks something the engine needs, or has the wrong shape."""
+
+
+class InvalidRequestError(EvaluationError, ValueError):
+    """An evaluation request (JSON) is malformed.
+
+    Attributes:
+        location: Where in the request the problem is, as a JSON-pointer-like path.
+    """
+
+    def __init__(self, message: str, *, location: str = "") -> None:
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class ConditionError(TierpolicyError):
+    """A condition could not be evaluated for this context.
+
+    Raised by compiled CEL programs; the engine turns it into a deny whose reason is
+    ``CONDITION_ERROR`` and whose message is this exception's text.
+    """
