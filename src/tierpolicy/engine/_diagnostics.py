@@ -66,6 +66,8 @@ class Code(enum.StrEnum):
     PROGRESSION_NOT_MONOTONE = "TP409"
     CONTEXT_CONFLICT = "TP410"
     MISSING_LIMIT_VALUE = "TP411"
+    FLOOR_RULE = "TP412"
+    UNREACHABLE_TIER = "TP413"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, order=True)

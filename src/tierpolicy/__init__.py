@@ -1,0 +1,85 @@
+"""tierpolicy: declarative seller-tier, error, resilience and rate-limit policies.
+
+Load a policy directory once, then ask in-process questions::
+
+    import tierpolicy
+
+    engine = tierpolicy.load("policies/")
+    decision = engine.check("listing.promoted", {"seller": {"id": "s-1", "tier": "gold"}})
+    decision.allowed, decision.reason, decision.policy_version
+"""
+
+from __future__ import annotations
+
+from .engine._decisions import (
+    Action,
+    Entitlements,
+    FeatureDecision,
+    LimitDecision,
+    MissingClause,
+    Reason,
+    TierDecision,
+    TraceStep,
+)
+from .engine._diagnostics import Code, Diagnostic, Position
+from .engine._engine import Engine, PolicyHolder, load
+from .engine._evaluation import evaluate
+from .engine._exceptions import (
+    ConditionError,
+    EvaluationError,
+    ExpressionError,
+    ExpressionSyntaxError,
+    ExpressionTypeError,
+    InvalidContextError,
+    InvalidRequestError,
+    PolicyError,
+    PolicyLoadError,
+    TierpolicyError,
+    UnknownFeatureError,
+    UnknownLimitError,
+    UnknownNameError,
+    UnknownTierError,
+)
+from .engine._loader import CheckResult, check, load_files
+from .engine._overrides import Override
+from .engine._policyset import PolicyDocument, PolicySet
+from .engine._rollout import rollout_bucket
+
+__all__ = [
+    "Action",
+    "CheckResult",
+    "Code",
+    "ConditionError",
+    "Diagnostic",
+    "Engine",
+    "Entitlements",
+    "EvaluationError",
+    "ExpressionError",
+    "ExpressionSyntaxError",
+    "ExpressionTypeError",
+    "FeatureDecision",
+    "InvalidContextError",
+    "InvalidRequestError",
+    "LimitDecision",
+    "MissingClause",
+    "Override",
+    "PolicyDocument",
+    "PolicyError",
+    "PolicyHolder",
+    "PolicyLoadError",
+    "PolicySet",
+    "Position",
+    "Reason",
+    "TierDecision",
+    "TierpolicyError",
+    "TraceStep",
+    "UnknownFeatureError",
+    "UnknownLimitError",
+    "UnknownNameError",
+    "UnknownTierError",
+    "check",
+    "evaluate",
+    "load",
+    "load_files",
+    "rollout_bucket",
+]

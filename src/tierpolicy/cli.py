@@ -1,0 +1,275 @@
+"""The ``tierpolicy`` command line.
+
+Exit codes follow the contract in ``docs/cli.md``: 0 success (warnings allowed), 1 the
+policy set or the input is invalid, 2 usage errors (unknown options, missing files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+try:
+    import typer
+    from rich.console import Console
+    from rich.markup import escape
+except ImportError:  # pragma: no cover - exercised only without the extra installed
+    _CLI_EXTRA = False
+else:
+    _CLI_EXTRA = True
+
+from . import __name__ as _package
+from .engine._documents import SPEC_MODELS
+from .engine._engine import Engine
+from .engine._evaluation import dumps, evaluate
+from .engine._exceptions import InvalidRequestError, TierpolicyError
+from .engine._loader import check as check_policies
+from .engine._schema import kind_schema, set_schema
+
+if TYPE_CHECKING:
+    from .engine._diagnostics import Diagnostic
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+MAX_INPUT_BYTES = 8 * 1_048_576
+
+
+class OutputFormat(StrEnum):
+    """Output formats of ``tierpolicy check``."""
+
+    text = "text"
+    json = "json"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(
+        name="tierpolicy",
+        help="Check, evaluate and explain tierpolicy policy sets.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    out = Console(soft_wrap=True, highlight=False)
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+    def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+        err.print(f"[bold red]error:[/] {escape(message)}")
+        raise typer.Exit(code)
+
+    def load_engine(policies: Path) -> Engine:
+        result = check_policies(policies)
+        if result.policy_set is None:
+            for diagnostic in result.diagnostics:
+                err.print(escape(diagnostic.format()))
+            fail(f"the policy set {policies} did not load ({len(result.errors)} errors)")
+        return Engine(result.policy_set)
+
+    def read_request(source: str) -> object:
+        name = "<stdin>" if source == "-" else source
+        try:
+            data = (
+                sys.stdin.buffer.read(MAX_INPUT_BYTES + 1) if source == "-" else _read_limited(Path(source))
+            )
+        except OSError as exc:
+            fail(f"{name}: cannot read: {exc.strerror}", EXIT_USAGE)
+        if len(data) > MAX_INPUT_BYTES:
+            fail(f"{name}: the request is larger than {MAX_INPUT_BYTES:,} bytes")
+        try:
+            return json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            fail(f"{name}: the request is not UTF-8 (byte {exc.start})")
+        except json.JSONDecodeError as exc:
+            fail(f"{name}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}")
+        except RecursionError:
+            fail(f"{name}: the JSON request is nested too deeply")
+
+    @app.command()
+    def check(
+        directory: Annotated[Path, typer.Argument(help="The policy directory (or one policy file).")],
+        output: Annotated[OutputFormat, typer.Option("--format", help="text or json.")] = OutputFormat.text,
+    ) -> None:
+        """Validate a policy set: exit 0 if valid (warnings allowed), 1 if not."""
+        if not directory.exists():
+            fail(f"{directory}: no such file or directory", EXIT_USAGE)
+        result = check_policies(directory)
+        errors = len(result.errors)
+        warnings = len(result.diagnostics) - errors
+        if output is OutputFormat.json:
+            out.print_json(
+                json.dumps(
+                    {
+                        "valid": result.ok,
+                        "version": result.policy_set.version if result.policy_set else None,
+                        "errors": errors,
+                        "warnings": warnings,
+                        "diagnostics": [d.to_json() for d in result.diagnostics],
+                    }
+                )
+            )
+        else:
+            for diagnostic in result.diagnostics:
+                out.print(_styled(diagnostic))
+            summary = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+            if result.policy_set is not None:
+                out.print(
+                    f"[green]ok[/]: {escape(str(directory))} is valid ({summary}; version {result.policy_set.version})"
+                )
+            else:
+                out.print(f"[red]invalid[/]: {escape(str(directory))} ({summary})")
+        raise typer.Exit(EXIT_OK if result.ok else EXIT_INVALID)
+
+    @app.command("eval")
+    def eval_(
+        policies: Annotated[Path, typer.Option("--policies", "-p", help="The policy directory.")],
+        input_: Annotated[str, typer.Option("--input", "-i", help="The JSON request file, or - for stdin.")],
+    ) -> None:
+        """Answer a JSON evaluation request (see docs/evaluation.md) with JSON decisions."""
+        if not policies.exists():
+            fail(f"{policies}: no such file or directory", EXIT_USAGE)
+        if input_ != "-" and not Path(input_).is_file():
+            fail(f"{input_}: no such file", EXIT_USAGE)
+        engine = load_engine(policies)
+        payload = read_request(input_)
+        try:
+            answer = evaluate(engine, payload)
+        except InvalidRequestError as exc:
+            fail(f"{'<stdin>' if input_ == '-' else input_}: invalid request: {exc}")
+        sys.stdout.write(dumps(answer) + "\n")
+
+    @app.command()
+    def explain(
+        policies: Annotated[Path, typer.Option("--policies", "-p", help="The policy directory.")],
+        input_: Annotated[str, typer.Option("--input", "-i", help="The JSON request file, or - for stdin.")],
+        query: Annotated[
+            int, typer.Option("--query", "-q", min=0, help="Which query to explain (0-based).")
+        ] = 0,
+    ) -> None:
+        """Show, for a human, how one query of a request was decided, step by step."""
+        if not policies.exists():
+            fail(f"{policies}: no such file or directory", EXIT_USAGE)
+        if input_ != "-" and not Path(input_).is_file():
+            fail(f"{input_}: no such file", EXIT_USAGE)
+        engine = load_engine(policies)
+        payload = read_request(input_)
+        if not isinstance(payload, dict) or not isinstance(payload.get("queries"), list):
+            fail("invalid request: it needs a 'queries' list")
+        queries = payload["queries"]
+        if query >= len(queries):
+            fail(
+                f"the request has {len(queries)} queries; --query {query} is out of range",
+                EXIT_USAGE,
+            )
+        try:
+            answer = evaluate(engine, {**payload, "queries": [queries[query]], "trace": True})
+        except InvalidRequestError as exc:
+            fail(f"invalid request: {exc}")
+        _explain(out, answer["results"][0], query)  # type: ignore[index]
+
+    @app.command()
+    def schema(
+        kind: Annotated[
+            str | None, typer.Argument(help="A document kind; all kinds in one schema if omitted.")
+        ] = None,
+        output: Annotated[
+            Path | None,
+            typer.Option("--output", "-o", help="Write one file per kind into this directory."),
+        ] = None,
+    ) -> None:
+        """Print the JSON Schema of policy documents (for editor autocompletion)."""
+        if kind is not None and kind not in SPEC_MODELS:
+            fail(f"unknown kind {kind!r}; kinds: {', '.join(sorted(SPEC_MODELS))}", EXIT_USAGE)
+        if output is not None:
+            output.mkdir(parents=True, exist_ok=True)
+            for name in [kind] if kind else sorted(SPEC_MODELS):
+                (output / f"{name.lower()}.schema.json").write_text(
+                    json.dumps(kind_schema(name), indent=2) + "\n"
+                )
+            (output / "policy.schema.json").write_text(json.dumps(set_schema(), indent=2) + "\n")
+            return
+        document = kind_schema(kind) if kind else set_schema()
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+    @app.command()
+    def version() -> None:
+        """Print the tierpolicy version."""
+        from importlib.metadata import version as dist_version  # noqa: PLC0415  only here
+
+        out.print(f"{_package} {dist_version(_package)}")
+
+    return app
+
+
+def _read_limited(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(MAX_INPUT_BYTES + 1)
+
+
+def _styled(diagnostic: Diagnostic) -> str:
+    colour = {"error": "red", "warning": "yellow"}.get(diagnostic.severity, "blue")
+    return escape(diagnostic.format()).replace(
+        f"{diagnostic.severity}[", f"[{colour}]{diagnostic.severity}[/{colour}][", 1
+    )
+
+
+def _explain(out: Console, result: dict[str, Any], index: int) -> None:
+    out.print(
+        f"[bold]query {index}[/]: {escape(json.dumps({k: result[k] for k in ('kind', 'name') if k in result}))}"
+    )
+    if result["status"] != "ok":
+        error = result["error"]
+        out.print(f"  [red]error[/] {error['type']}: {escape(error['message'])}")
+        return
+    decision = result["decision"]
+    items = decision.get("features", {}).values() if "features" in decision else [decision]
+    for item in items:
+        outcome = item.get("outcome") or item.get("action") or item.get("value")
+        label = item.get("feature") or item.get("limit") or item.get("seller_id")
+        out.print(
+            f"  [bold]{escape(str(label))}[/]: {escape(str(outcome))} ({item['reason']}) — {escape(item['message'])}"
+        )
+        for step in item.get("trace", []):
+            mark = {
+                "pass": "[green]✓[/]",
+                "fail": "[red]✗[/]",
+                "error": "[red]![/]",
+                "skip": "-",
+                "decide": "→",
+            }[step["outcome"]]
+            rule = f" [dim]{escape(step['rule'])}[/]" if step.get("rule") else ""
+            out.print(f"    {mark} {step['step']}: {escape(step['detail'])}{rule}")
+        for missing in item.get("missing", []):
+            out.print(
+                f"    missing for {decision['next_tier']}: {escape(missing['clause'])} (actual: {missing['actual']})"
+            )
+        out.print(
+            f"    [dim]rule {escape(item['rule'])} at {escape(item['source'])}; policy version {item['policy_version']}[/]"
+        )
+
+
+def main() -> None:
+    """Run the command line; never shows a traceback for bad input."""
+    if not _CLI_EXTRA:  # pragma: no cover - exercised only without the extra installed
+        sys.stderr.write("the tierpolicy command needs the 'cli' extra: pip install 'tierpolicy[cli]'\n")
+        raise SystemExit(EXIT_USAGE)
+    try:
+        _app()(prog_name="tierpolicy")
+    except TierpolicyError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        raise SystemExit(EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if os.environ.get("TIERPOLICY_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "this is a bug in tierpolicy; rerun with TIERPOLICY_DEBUG=1 for details and report it\n"
+        )
+        raise SystemExit(EXIT_INVALID) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

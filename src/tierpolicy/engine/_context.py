@@ -1,0 +1,227 @@
+"""The context schema: which attributes conditions may read, and of which type.
+
+Every policy set has the built-in attributes ``seller.id`` (string), ``seller.tier``
+(string) and ``now`` (timestamp); ``Context`` documents add the rest. The schema is what
+conditions are type-checked against at load time, so a misspelt attribute is a load
+error, not a silent deny.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from ._exceptions import ExpressionTypeError
+from .cel import DURATION, STRING, TIMESTAMP, CelType, ObjectType, parse_type
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from ._diagnostics import Position
+
+BUILTIN_SELLER_FIELDS: Mapping[str, CelType] = MappingProxyType({"id": STRING, "tier": STRING})
+BUILTIN_ROOTS: Mapping[str, CelType] = MappingProxyType({"now": TIMESTAMP})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Declaration:
+    """One declared attribute: its dotted path, type, and where it was declared."""
+
+    path: str
+    type: CelType
+    position: Position | None
+
+
+class SchemaError(Exception):
+    """A problem in a Context document, reported by the loader as a diagnostic."""
+
+    def __init__(self, message: str, path: tuple[str, ...], hint: str | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.hint = hint
+        super().__init__(message)
+
+
+def build_environment(
+    attributes: list[tuple[Mapping[str, object], Callable[[tuple[str, ...]], Position]]],
+) -> tuple[dict[str, CelType], list[tuple[SchemaError, Position]]]:
+    """Merge Context documents into one CEL environment.
+
+    Args:
+        attributes: For each Context document, its ``attributes`` mapping and a function
+            giving the position of a path inside it.
+
+    Returns:
+        The root-variable environment and the problems found, each with its position.
+    """
+    declared: dict[str, Declaration] = {}
+    problems: list[tuple[SchemaError, Position]] = []
+    for tree, where in attributes:
+        stack: list[tuple[tuple[str, ...], Mapping[str, object]]] = [((), tree)]
+        while stack:
+            prefix, node = stack.pop()
+            for key, value in node.items():
+                path = (*prefix, key)
+                if isinstance(value, dict):
+                    if not value:
+                        problems.append(
+                            (
+                                SchemaError("an object needs at least one attribute", path),
+                                where(path),
+                            )
+                        )
+                    stack.append((path, value))
+                    continue
+                _declare(declared, path, value, where, problems)
+    return _assemble(declared), problems
+
+
+def _declare(
+    declared: dict[str, Declaration],
+    path: tuple[str, ...],
+    value: object,
+    where: Callable[[tuple[str, ...]], Position],
+    problems: list[tuple[SchemaError, Position]],
+) -> None:
+    dotted = ".".join(path)
+    if not isinstance(value, str):
+        problems.append(
+            (
+                SchemaError(
+                    f"attribute {dotted!r} needs a type name such as int, double, string",
+                    path,
+                ),
+                where(path),
+            )
+        )
+        return
+    try:
+        cel_type = parse_type(value)
+    except ExpressionTypeError as exc:
+        problems.append((SchemaError(str(exc), path), where(path)))
+        return
+    builtin = _builtin_type(path)
+    if builtin is not None and builtin != cel_type:
+        problems.append(
+            (
+                SchemaError(
+                    f"attribute {dotted!r} is built in with type {builtin}; it cannot be"
+                    f" redeclared as {cel_type}",
+                    path,
+                ),
+                where(path),
+            )
+        )
+        return
+    previous = declared.get(dotted)
+    if previous is not None and previous.type != cel_type:
+        problems.append(
+            (
+                SchemaError(
+                    f"attribute {dotted!r} is declared twice with different types"
+                    f" ({previous.type} and {cel_type})",
+                    path,
+                    hint=f"first declared at {previous.position}" if previous.position else None,
+                ),
+                where(path),
+            )
+        )
+        return
+    declared[dotted] = Declaration(dotted, cel_type, where(path))
+
+
+def _builtin_type(path: tuple[str, ...]) -> CelType | None:
+    if len(path) == 2 and path[0] == "seller":
+        return BUILTIN_SELLER_FIELDS.get(path[1])
+    if len(path) == 1:
+        return BUILTIN_ROOTS.get(path[0])
+    return None
+
+
+def _assemble(declared: Mapping[str, Declaration]) -> dict[str, CelType]:
+    """Turn dotted declarations into nested ObjectTypes, with the built-ins added."""
+    tree: dict[str, object] = {"seller": dict(BUILTIN_SELLER_FIELDS), **BUILTIN_ROOTS}
+    for dotted, declaration in declared.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                # A leaf and an object of the same name: the leaf was declared first.
+                break
+            node = child
+        else:
+            existing = node.get(leaf)
+            if not isinstance(existing, dict):
+                node[leaf] = declaration.type
+    return {name: _to_type(name, node) for name, node in tree.items()}
+
+
+def _to_type(name: str, node: object) -> CelType:
+    if isinstance(node, dict):
+        return ObjectType(name, {key: _to_type(f"{name}.{key}", child) for key, child in node.items()})
+    assert isinstance(node, CelType)  # noqa: S101  built only from CelType leaves above
+    return node
+
+
+def coerce_context(context: Mapping[str, object], env: Mapping[str, CelType]) -> dict[str, object]:
+    """Convert JSON context values to the runtime types the schema declares.
+
+    JSON has no timestamp or duration, so attributes declared with those types arrive
+    as strings (RFC 3339 and CEL duration syntax); this converts them. Other values are
+    left alone: a value of the wrong type makes the condition that reads it fail with a
+    clear message, as CEL prescribes.
+
+    Raises:
+        ValueError: When a timestamp or duration string is malformed; the message names
+            the attribute.
+    """
+    return _coerce_object(context, env, "")  # type: ignore[return-value]
+
+
+def _coerce_object(value: Mapping[str, object], fields: Mapping[str, CelType], prefix: str) -> object:
+    result = dict(value)
+    for key, field_type in fields.items():
+        if key not in result:
+            continue
+        path = f"{prefix}{key}"
+        item = result[key]
+        if isinstance(field_type, ObjectType) and isinstance(item, dict):
+            result[key] = _coerce_object(item, field_type.fields, f"{path}.")
+        elif field_type == TIMESTAMP and isinstance(item, str):
+            result[key] = parse_timestamp(item, path)
+        elif field_type == DURATION and isinstance(item, str):
+            result[key] = parse_duration(item, path)
+    return result
+
+
+def parse_timestamp(text: str, where: str) -> dt.datetime:
+    """Parse an RFC 3339 timestamp with a timezone, naming ``where`` on failure."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        msg = f"{where}: expected an RFC 3339 timestamp with a timezone such as 2026-01-31T12:00:00Z, found {text!r}"
+        raise ValueError(msg)
+    return value.astimezone(dt.UTC)
+
+
+def parse_duration(text: str, where: str) -> dt.timedelta:
+    """Parse a CEL duration string (``90s``, ``1h30m``, ``2160h``), naming ``where`` on failure."""
+    from .cel import compile_expression  # noqa: PLC0415  the CEL runtime parses durations
+
+    try:
+        program = compile_expression(f"duration({_quote(text)})", {}, expected=DURATION)
+        result = program.evaluate({})
+    except Exception as exc:
+        msg = f"{where}: expected a duration such as 90s, 36h or 1h30m, found {text!r}"
+        raise ValueError(msg) from exc
+    assert isinstance(result, dt.timedelta)  # noqa: S101  the program's declared type
+    return result
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

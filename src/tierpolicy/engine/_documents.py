@@ -1,0 +1,197 @@
+"""Pydantic models of the policy document kinds.
+
+Every document is an envelope with ``apiVersion``, ``kind``, ``metadata`` and ``spec``;
+the kind picks the model of ``spec``. Unknown keys are errors everywhere. New kinds are
+added to :data:`SPEC_MODELS` without reshaping the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+API_VERSION = "tierpolicy/v1"
+"""The only document format version this release reads."""
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*(?:[.-][a-z0-9_]+)*$"
+TIER_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+Name = Annotated[StrictStr, Field(pattern=NAME_PATTERN, max_length=128)]
+TierName = Annotated[StrictStr, Field(pattern=TIER_PATTERN, max_length=64)]
+Expression = Annotated[StrictStr, Field(min_length=1, max_length=4096)]
+Description = Annotated[StrictStr, Field(max_length=2000)]
+Unlimited = Literal["unlimited"]
+LimitValue: TypeAlias = Annotated[StrictInt, Field(ge=0)] | Unlimited
+Timestamp = Annotated[dt.datetime, Field(strict=False)]
+
+_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=False)
+
+
+class Metadata(_Model):
+    """Identifies a document inside its policy set."""
+
+    name: Name
+    description: Description = ""
+    labels: dict[Name, StrictStr] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- Context
+
+
+class ContextSpec(_Model):
+    """Declares the attributes that conditions may read.
+
+    Leaves are CEL type names (``bool``, ``int``, ``double``, ``string``, ``timestamp``,
+    ``duration``, ``list<string>``, ``map<string, int>``, ``dyn``); a nested mapping
+    declares an object with known fields.
+    """
+
+    # Nested declarations are checked while compiling, where type names are parsed too;
+    # a recursive pydantic type would only say "invalid" without naming the CEL type.
+    attributes: dict[Annotated[StrictStr, Field(pattern=TIER_PATTERN)], StrictStr | dict[str, Any]]
+
+
+# --------------------------------------------------------------------------- Tiers
+
+
+class TierSpec(_Model):
+    """One tier, in ascending order within the ``tiers`` list."""
+
+    name: TierName
+    description: Description = ""
+
+
+class FeatureSpec(_Model):
+    """A gated feature.
+
+    Exactly one of ``from`` (this tier and every higher one) and ``tiers`` (exactly these
+    tiers, for deliberately non-monotone features) says which tiers get the feature.
+    """
+
+    description: Description = ""
+    from_: TierName | None = Field(default=None, alias="from")
+    tiers: list[TierName] | None = Field(default=None, min_length=1)
+    when: Expression | None = None
+    rollout: Annotated[float, Field(ge=0, le=100, strict=False)] | None = None
+    enabled: StrictBool = True
+
+    @model_validator(mode="after")
+    def _one_tier_rule(self) -> FeatureSpec:
+        if (self.from_ is None) == (self.tiers is None):
+            msg = "give exactly one of 'from' (a minimum tier) and 'tiers' (a list of tiers)"
+            raise ValueError(msg)
+        return self
+
+    @field_validator("rollout")
+    @classmethod
+    def _basis_points(cls, value: float | None) -> float | None:
+        if value is not None and round(value * 100) != value * 100:
+            msg = "rollout is a percentage with at most two decimals, e.g. 12.5"
+            raise ValueError(msg)
+        return value
+
+
+class LimitSpec(_Model):
+    """A numeric limit per tier; a tier without a value inherits the next lower tier's."""
+
+    description: Description = ""
+    unit: StrictStr = ""
+    values: dict[TierName, LimitValue] = Field(min_length=1)
+
+
+class ProgressionRuleSpec(_Model):
+    """The condition a seller's metrics must meet to qualify for a tier."""
+
+    when: Expression
+    description: Description = ""
+
+
+class ProgressionSpec(_Model):
+    """How sellers move between tiers from their metrics."""
+
+    window_days: Annotated[StrictInt, Field(ge=1, le=3660)] = 60
+    grace_period_days: Annotated[StrictInt, Field(ge=0, le=3660)] = 0
+    rules: dict[TierName, ProgressionRuleSpec] = Field(min_length=1)
+
+
+class OverrideSpec(_Model):
+    """A per-seller exception with a reason and an expiry.
+
+    Exactly one of ``feature``, ``limit`` and ``tier`` names the target.
+    """
+
+    seller: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+    feature: Name | None = None
+    limit: Name | None = None
+    tier: TierName | None = None
+    value: StrictBool | LimitValue | None = None
+    reason: Annotated[StrictStr, Field(min_length=1, max_length=2000)]
+    expires: Timestamp
+    starts: Timestamp | None = None
+    author: StrictStr = ""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OverrideSpec:
+        targets = [t for t in (self.feature, self.limit, self.tier) if t is not None]
+        if len(targets) != 1:
+            msg = "an override names exactly one of 'feature', 'limit' and 'tier'"
+            raise ValueError(msg)
+        if self.feature is not None and not isinstance(self.value, bool):
+            msg = "a feature override needs 'value: true' or 'value: false'"
+            raise ValueError(msg)
+        if self.limit is not None and (isinstance(self.value, bool) or self.value is None):
+            msg = "a limit override needs 'value:' a whole number or 'unlimited'"
+            raise ValueError(msg)
+        if self.tier is not None and self.value is not None:
+            msg = "a tier override takes no 'value' (the tier is the value)"
+            raise ValueError(msg)
+        for stamp in (self.expires, self.starts):
+            if stamp is not None and stamp.tzinfo is None:
+                msg = "timestamps need a timezone, e.g. 2026-12-31T00:00:00Z"
+                raise ValueError(msg)
+        return self
+
+
+class TiersSpec(_Model):
+    """The tiers kind: tier order, features, limits, progression and overrides."""
+
+    tiers: list[TierSpec] = Field(min_length=1, max_length=64)
+    features: dict[Name, FeatureSpec] = Field(default_factory=dict)
+    limits: dict[Name, LimitSpec] = Field(default_factory=dict)
+    progression: ProgressionSpec | None = None
+    overrides: list[OverrideSpec] = Field(default_factory=list)
+
+
+SPEC_MODELS: dict[str, type[_Model]] = {
+    "Context": ContextSpec,
+    "Tiers": TiersSpec,
+}
+"""Document kind -> the model of its ``spec``."""
+
+SINGLETON_KINDS = frozenset({"Tiers"})
+"""Kinds of which a policy set holds at most one document."""
+
+
+def parse_duration_days(text: str) -> dt.timedelta | None:
+    """Parse ``90d``, ``36h``, ``1d12h`` into a timedelta; ``None`` when malformed."""
+    match = _DURATION_RE.match(text)
+    if not text or match is None:
+        return None
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)

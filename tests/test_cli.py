@@ -1,0 +1,208 @@
+"""Tests of the tierpolicy command line: exit codes, formats, and no tracebacks."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import SMALL_SET
+from tierpolicy import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(monkeypatch, capsys, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    """Run the CLI in-process and return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["tierpolicy", *args])
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    out, err = capsys.readouterr()
+    code = info.value.code
+    return (0 if code is None else int(code)), out, err
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    """A directory holding the small policy set."""
+    (tmp_path / "policy.yaml").write_text(SMALL_SET)
+    return tmp_path
+
+
+def test_check_valid_exits_zero(monkeypatch, capsys, policies):
+    """Check exits 0 for a valid set and says so with the version."""
+    code, out, _ = run(monkeypatch, capsys, "check", str(policies))
+    assert code == 0
+    assert "is valid (0 errors, 0 warnings; version" in out
+
+
+def test_check_invalid_exits_one_with_positioned_diagnostics(monkeypatch, capsys, tmp_path):
+    """Check exits 1 and prints FILE:LINE:COL: severity[CODE]: message lines."""
+    (tmp_path / "t.yaml").write_text(
+        "apiVersion: tierpolicy/v1\nkind: Tiers\nmetadata: {name: t}\nspec:\n  tiers: [{name: a}]\n  featurs: {}\n"
+    )
+    code, out, _ = run(monkeypatch, capsys, "check", str(tmp_path))
+    assert code == 1
+    assert f"{tmp_path}/t.yaml:6:3: error[TP205]: unknown key 'featurs' in spec" in out
+    assert "Traceback" not in out
+
+
+def test_check_json_format(monkeypatch, capsys, tmp_path):
+    """--format json gives the same diagnostics as JSON."""
+    (tmp_path / "t.yaml").write_text("kind: Tiers\n")
+    code, out, _ = run(monkeypatch, capsys, "check", str(tmp_path), "--format", "json")
+    report = json.loads(out)
+    assert code == 1
+    assert report["valid"] is False
+    assert report["diagnostics"][0]["code"] == "TP201"
+    assert report["diagnostics"][0]["line"] == 1
+
+
+def test_usage_errors_exit_two(monkeypatch, capsys, tmp_path):
+    """Unknown options, bad formats and missing paths are usage errors (exit 2)."""
+    assert run(monkeypatch, capsys, "check", str(tmp_path), "--format", "xml")[0] == 2
+    assert run(monkeypatch, capsys, "check", str(tmp_path / "missing"))[0] == 2
+    assert run(monkeypatch, capsys, "check", "--bogus")[0] == 2
+    assert (
+        run(
+            monkeypatch,
+            capsys,
+            "eval",
+            "--policies",
+            str(tmp_path),
+            "--input",
+            str(tmp_path / "none.json"),
+        )[0]
+        == 2
+    )
+    assert run(monkeypatch, capsys, "schema", "Nope")[0] == 2
+
+
+def test_eval_answers_json(monkeypatch, capsys, policies, tmp_path):
+    """Eval reads a JSON request and prints the JSON answer."""
+    request = {
+        "context": {"seller": {"id": "s", "tier": "gold"}},
+        "queries": [{"kind": "limit", "name": "listings"}],
+    }
+    path = tmp_path / "req.json"
+    path.write_text(json.dumps(request))
+    code, out, _ = run(monkeypatch, capsys, "eval", "--policies", str(policies), "--input", str(path))
+    assert code == 0
+    assert json.loads(out)["results"][0]["decision"]["value"] == "unlimited"
+
+
+def test_eval_reads_stdin(monkeypatch, capsys, policies):
+    """--input - reads the request from standard input."""
+    request = {
+        "context": {"seller": {"id": "s", "tier": "gold"}},
+        "queries": [{"kind": "feature", "name": "basic"}],
+    }
+    code, out, _ = run(monkeypatch, capsys, "eval", "-p", str(policies), "-i", "-", stdin=json.dumps(request))
+    assert code == 0
+    assert json.loads(out)["results"][0]["decision"]["allowed"] is True
+
+
+def test_eval_invalid_json_is_positioned(monkeypatch, capsys, policies):
+    """Invalid JSON is reported with its line and column, exit 1, no traceback."""
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "eval",
+        "-p",
+        str(policies),
+        "-i",
+        "-",
+        stdin='{"context": {},\n "queries": [}',
+    )
+    assert code == 1
+    assert "<stdin>:2:14: invalid JSON" in err
+    assert "Traceback" not in err
+
+
+def test_eval_invalid_request_exits_one(monkeypatch, capsys, policies):
+    """A request of the wrong shape is reported and exits 1."""
+    code, _, err = run(monkeypatch, capsys, "eval", "-p", str(policies), "-i", "-", stdin="[1, 2]")
+    assert code == 1
+    assert "invalid request: the request must be a JSON object" in err
+
+
+def test_eval_with_broken_policies_exits_one(monkeypatch, capsys, tmp_path):
+    """Eval refuses to answer from a policy set that does not load."""
+    (tmp_path / "t.yaml").write_text("kind: Tiers\n")
+    code, _, err = run(monkeypatch, capsys, "eval", "-p", str(tmp_path), "-i", "-", stdin="{}")
+    assert code == 1
+    assert "error[TP201]" in err
+
+
+def test_explain_shows_the_trace(monkeypatch, capsys, policies):
+    """Explain prints each step of one query's decision."""
+    request = {
+        "context": {
+            "seller": {"id": "s", "tier": "gold", "verified": True},
+            "metrics": {"rating": 4.9},
+        },
+        "queries": [{"kind": "feature", "name": "basic"}, {"kind": "feature", "name": "promoted"}],
+    }
+    code, out, _ = run(
+        monkeypatch,
+        capsys,
+        "explain",
+        "-p",
+        str(policies),
+        "-i",
+        "-",
+        "--query",
+        "1",
+        stdin=json.dumps(request),
+    )
+    assert code == 0
+    assert "promoted: allow (TIER_MATCH)" in out
+    assert "condition: seller.verified && metrics.rating >= 4.5 is true" in out
+    code, _, err = run(
+        monkeypatch,
+        capsys,
+        "explain",
+        "-p",
+        str(policies),
+        "-i",
+        "-",
+        "--query",
+        "5",
+        stdin=json.dumps(request),
+    )
+    assert code == 2
+    assert "out of range" in err
+
+
+def test_schema_prints_every_kind(monkeypatch, capsys, tmp_path):
+    """Schema prints a JSON Schema per kind, or writes them to a directory."""
+    code, out, _ = run(monkeypatch, capsys, "schema", "Tiers")
+    schema = json.loads(out)
+    assert code == 0
+    assert schema["properties"]["kind"] == {"const": "Tiers"}
+    assert "TiersSpec" in schema["$defs"]
+    code, _, _ = run(monkeypatch, capsys, "schema", "--output", str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "context.schema.json",
+        "policy.schema.json",
+        "tiers.schema.json",
+    ]
+
+
+def test_console_script_runs_on_the_shipped_policies():
+    """The installed module entry point checks the shipped policy set cleanly."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "tierpolicy.cli", "check", "policies"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "0 errors, 0 warnings" in completed.stdout

@@ -1,0 +1,54 @@
+"""Pins the public names of the package."""
+
+import tierpolicy
+
+EXPECTED = [
+    "Action",
+    "CheckResult",
+    "Code",
+    "ConditionError",
+    "Diagnostic",
+    "Engine",
+    "Entitlements",
+    "EvaluationError",
+    "ExpressionError",
+    "ExpressionSyntaxError",
+    "ExpressionTypeError",
+    "FeatureDecision",
+    "InvalidContextError",
+    "InvalidRequestError",
+    "LimitDecision",
+    "MissingClause",
+    "Override",
+    "PolicyDocument",
+    "PolicyError",
+    "PolicyHolder",
+    "PolicyLoadError",
+    "PolicySet",
+    "Position",
+    "Reason",
+    "TierDecision",
+    "TierpolicyError",
+    "TraceStep",
+    "UnknownFeatureError",
+    "UnknownLimitError",
+    "UnknownNameError",
+    "UnknownTierError",
+    "check",
+    "evaluate",
+    "load",
+    "load_files",
+    "rollout_bucket",
+]
+
+
+def test_all_is_pinned_and_sorted():
+    """__all__ lists exactly the curated public names, sorted."""
+    assert tierpolicy.__all__ == EXPECTED
+    assert sorted(tierpolicy.__all__) == tierpolicy.__all__
+
+
+def test_every_public_name_exists():
+    """Every name in __all__ is importable from the package."""
+    for name in tierpolicy.__all__:
+        assert getattr(tierpolicy, name) is not None
