@@ -1,6 +1,6 @@
 """The ``tierpolicy`` command line.
 
-Exit codes follow the contract in ``docs/cli.md``: 0 success (warnings allowed), 1 the
+Exit codes follow the contract in README.md: 0 success (warnings allowed), 1 the
 policy set or the input is invalid, 2 usage errors (unknown options, missing files).
 """
 

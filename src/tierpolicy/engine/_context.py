@@ -9,14 +9,15 @@ error, not a silent deny.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from ._exceptions import ExpressionTypeError
+from ._exceptions import ConditionError, ExpressionTypeError
 from .cel import DURATION, STRING, TIMESTAMP, CelType, ObjectType, parse_type
+from .cel import _values as cel_values
 
 if TYPE_CHECKING:
+    import datetime as dt
     from collections.abc import Callable, Mapping
 
     from ._diagnostics import Position
@@ -198,30 +199,18 @@ def _coerce_object(value: Mapping[str, object], fields: Mapping[str, CelType], p
 
 
 def parse_timestamp(text: str, where: str) -> dt.datetime:
-    """Parse an RFC 3339 timestamp with a timezone, naming ``where`` on failure."""
+    """Parse an RFC 3339 timestamp (as CEL's ``timestamp()`` does), naming ``where`` on failure."""
     try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        msg = f"{where}: expected an RFC 3339 timestamp with a timezone such as 2026-01-31T12:00:00Z, found {text!r}"
-        raise ValueError(msg)
-    return value.astimezone(dt.UTC)
+        return cel_values.parse_timestamp(text)
+    except ConditionError:
+        msg = f"{where}: expected an RFC 3339 timestamp such as 2026-01-31T12:00:00Z, found {text!r}"
+        raise ValueError(msg) from None
 
 
 def parse_duration(text: str, where: str) -> dt.timedelta:
     """Parse a CEL duration string (``90s``, ``1h30m``, ``2160h``), naming ``where`` on failure."""
-    from .cel import compile_expression  # noqa: PLC0415  the CEL runtime parses durations
-
     try:
-        program = compile_expression(f"duration({_quote(text)})", {}, expected=DURATION)
-        result = program.evaluate({})
-    except Exception as exc:
+        return cel_values.parse_duration(text)
+    except ConditionError:
         msg = f"{where}: expected a duration such as 90s, 36h or 1h30m, found {text!r}"
-        raise ValueError(msg) from exc
-    assert isinstance(result, dt.timedelta)  # noqa: S101  the program's declared type
-    return result
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        raise ValueError(msg) from None

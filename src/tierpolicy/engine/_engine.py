@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._context import parse_timestamp
 from ._decisions import Entitlements, FeatureDecision, LimitDecision, TierDecision, TraceStep
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
     from ._overrides import Override
     from ._policyset import PolicySet
+
+
+_UNUSED_NOW = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+"""Passed where no condition reads ``now``, to skip reading the clock on the hot path."""
 
 
 def utc_now() -> dt.datetime:
@@ -114,13 +118,16 @@ class Engine:
         if compiled is None:
             raise UnknownFeatureError(feature, closest(feature, self._features))
         seller_id, tier_index = self._seller(context)
+        if not (trace or overrides or seller_id in self._policy_overrides):
+            # The common case: no override can apply and no trace is wanted.
+            if compiled.static is not None:
+                return compiled.static[tier_index]
+            when = (now or self._clock()) if compiled.needs_now else _UNUSED_NOW
+            return compiled.decide(tier_index, context, seller_id, when, None, None)
         when = now or self._clock()
         steps: list[TraceStep] | None = [] if trace else None
-        override = None
-        if overrides or seller_id in self._policy_overrides:
-            tier_index, chosen = self._apply_overrides(seller_id, tier_index, when, overrides, steps)
-            override = chosen.get(("feature", feature))
-        return compiled.decide(tier_index, context, seller_id, when, override, steps)
+        tier_index, chosen = self._apply_overrides(seller_id, tier_index, when, overrides, steps)
+        return compiled.decide(tier_index, context, seller_id, when, chosen.get(("feature", feature)), steps)
 
     def is_enabled(
         self, feature: str, context: Mapping[str, object], *, now: dt.datetime | None = None
@@ -207,17 +214,14 @@ class Engine:
         chosen: dict[tuple[str, str], Override] = {}
         if overrides or seller_id in self._policy_overrides:
             tier_index, chosen = self._apply_overrides(seller_id, tier_index, when, overrides, None)
-        features = {
-            name: f.decide(
-                tier_index,
-                context,
-                seller_id,
-                when,
-                chosen.get(("feature", name)),
-                [] if trace else None,
-            )
-            for name, f in self._features.items()
-        }
+        features: dict[str, FeatureDecision] = {}
+        for name, compiled in self._features.items():
+            override = chosen.get(("feature", name))
+            if compiled.static is not None and override is None and not trace:
+                features[name] = compiled.static[tier_index]
+            else:
+                steps: list[TraceStep] | None = [] if trace else None
+                features[name] = compiled.decide(tier_index, context, seller_id, when, override, steps)
         limits = {
             name: lim.decide(tier_index, chosen.get(("limit", name)), [] if trace else None)
             for name, lim in self._limits.items()
@@ -227,6 +231,19 @@ class Engine:
     # ------------------------------------------------------------------ helpers
 
     def _seller(self, context: Mapping[str, object]) -> tuple[str, int]:
+        try:
+            seller: Any = context["seller"]
+            seller_id = seller["id"]
+            index = self._tier_index[seller["tier"]]
+        except (KeyError, TypeError, IndexError):
+            pass
+        else:
+            if type(seller_id) is str and seller_id:
+                return seller_id, index
+        return self._invalid_seller(context)
+
+    def _invalid_seller(self, context: Mapping[str, object]) -> NoReturn:
+        """Raise the InvalidContextError that says what is wrong with ``seller``."""
         seller = context.get("seller")
         if not isinstance(seller, dict):
             raise InvalidContextError("the context needs a 'seller' object with 'id' and 'tier'")
@@ -241,7 +258,7 @@ class Engine:
             hint = closest(tier, self._tier_index, n=1)
             more = f"; did you mean {hint[0]!r}?" if hint else f"; tiers: {', '.join(self._tiers.tiers)}"
             raise InvalidContextError(f"seller.tier {tier!r} is not a tier of this policy set{more}")
-        return seller_id, index
+        raise InvalidContextError("the context's 'seller' object is malformed")  # pragma: no cover
 
     def _apply_overrides(
         self,

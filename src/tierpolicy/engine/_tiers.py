@@ -33,11 +33,14 @@ if TYPE_CHECKING:
 Trace = list[TraceStep] | None
 
 
+def reads_now(program: Program) -> bool:
+    """Whether a program reads the evaluation time ``now``."""
+    return any(r == "now" or r.startswith("now.") for r in program.references)
+
+
 def activation(context: Mapping[str, object], program: Program, now: dt.datetime) -> Mapping[str, object]:
     """Return the variables a program sees: the context, plus ``now`` if it reads it."""
-    if "now" in program.references or any(r.startswith("now.") for r in program.references):
-        return {**context, "now": now}
-    return context
+    return {**context, "now": now} if reads_now(program) else context
 
 
 _D = TypeVar("_D", FeatureDecision, LimitDecision, TierDecision)
@@ -71,6 +74,9 @@ class CompiledFeature:
     deny_condition: tuple[FeatureDecision, ...] = ()
     deny_rollout: tuple[FeatureDecision, ...] = ()
     deny_disabled: tuple[FeatureDecision, ...] = ()
+    static: tuple[FeatureDecision, ...] | None = None
+    """Per tier, the decision when it needs no context (no condition, no rollout)."""
+    needs_now: bool = False
 
     def __post_init__(self) -> None:
         def build(reason: Reason, message: str, *, allowed: bool = False) -> tuple[FeatureDecision, ...]:
@@ -110,6 +116,15 @@ class CompiledFeature:
         }
         for name, value in shared.items():
             object.__setattr__(self, name, value)
+        if not self.enabled:
+            object.__setattr__(self, "static", self.deny_disabled)
+        elif self.condition is None and (self.rollout_bp is None or self.rollout_bp >= BASIS_POINTS):
+            static = tuple(
+                allow if granted else deny
+                for allow, deny, granted in zip(self.allow, self.deny_tier, self.grants, strict=True)
+            )
+            object.__setattr__(self, "static", static)
+        object.__setattr__(self, "needs_now", self.condition is not None and reads_now(self.condition))
 
     def decide(
         self,
@@ -120,11 +135,15 @@ class CompiledFeature:
         override: Override | None,
         trace: Trace,
     ) -> FeatureDecision:
-        """Decide for one seller; the single implementation behind every feature check."""
+        """Decide for one seller; the single implementation behind every feature check.
+
+        Engines skip the call when :attr:`static` already holds the answer and there is
+        no override or trace; that shortcut returns exactly what this would.
+        """
         if not self.enabled:
             if trace is not None:
                 trace.append(TraceStep("enabled", "fail", "the feature is switched off", self.rule))
-            return _finish(self.deny_disabled[tier_index], trace)
+            return self.deny_disabled[tier_index] if trace is None else _finish(self.deny_disabled[tier_index], trace)
         if override is not None:
             if trace is not None:
                 trace.append(
@@ -152,13 +171,13 @@ class CompiledFeature:
         if not self.grants[tier_index]:
             if trace is not None:
                 trace.append(TraceStep("tier", "fail", self.deny_tier[tier_index].message, self.rule))
-            return _finish(self.deny_tier[tier_index], trace)
+            return self.deny_tier[tier_index] if trace is None else _finish(self.deny_tier[tier_index], trace)
         if trace is not None:
             trace.append(TraceStep("tier", "pass", f"tier {self.tiers[tier_index]} is eligible", self.rule))
         condition = self.condition
         if condition is not None:
             try:
-                holds = condition.evaluate(activation(context, condition, now))
+                holds = condition.evaluate({**context, "now": now} if self.needs_now else context)
             except ConditionError as exc:
                 if trace is not None:
                     trace.append(TraceStep("condition", "error", str(exc), self.rule))
@@ -178,7 +197,7 @@ class CompiledFeature:
             if holds is not True:
                 if trace is not None:
                     trace.append(TraceStep("condition", "fail", f"{condition.source} is false", self.rule))
-                return _finish(self.deny_condition[tier_index], trace)
+                return self.deny_condition[tier_index] if trace is None else _finish(self.deny_condition[tier_index], trace)
             if trace is not None:
                 trace.append(TraceStep("condition", "pass", f"{condition.source} is true", self.rule))
         if self.rollout_bp is not None and self.rollout_bp < BASIS_POINTS:
@@ -193,7 +212,7 @@ class CompiledFeature:
                             self.rule,
                         )
                     )
-                return _finish(self.deny_rollout[tier_index], trace)
+                return self.deny_rollout[tier_index] if trace is None else _finish(self.deny_rollout[tier_index], trace)
             if trace is not None:
                 trace.append(
                     TraceStep(
@@ -203,7 +222,7 @@ class CompiledFeature:
                         self.rule,
                     )
                 )
-        return _finish(self.allow[tier_index], trace)
+        return self.allow[tier_index] if trace is None else _finish(self.allow[tier_index], trace)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -246,8 +265,9 @@ class CompiledLimit:
     def decide(self, tier_index: int, override: Override | None, trace: Trace) -> LimitDecision:
         """Decide for one seller; the single implementation behind every limit lookup."""
         if override is None:
-            if trace is not None:
-                trace.append(TraceStep("limit", "decide", self.decisions[tier_index].message, self.rule))
+            if trace is None:
+                return self.decisions[tier_index]
+            trace.append(TraceStep("limit", "decide", self.decisions[tier_index].message, self.rule))
             return _finish(self.decisions[tier_index], trace)
         value = override.value
         assert not isinstance(value, bool)  # noqa: S101  Override validates limit values
