@@ -32,7 +32,7 @@ class Code(enum.StrEnum):
     YAML_TAG = "TP107"
     YAML_TOO_DEEP = "TP108"
     YAML_TOO_MANY_NODES = "TP109"
-    YAML_ALIAS = "TP110"
+    # TP110 is reserved (it was never issued: an unknown alias is a TP104 syntax error).
     YAML_COMPLEX_KEY = "TP111"
     SET_TOO_LARGE = "TP112"
     # Document structure
