@@ -162,7 +162,7 @@ def test_explain_shows_the_trace(monkeypatch, capsys, policies):
         stdin=json.dumps(request),
     )
     assert code == 0
-    assert "promoted: allow (TIER_MATCH)" in out
+    assert "promoted: allow (CONDITION_MATCH)" in out
     assert "condition: seller.verified && metrics.rating >= 4.5 is true" in out
     code, _, err = run(
         monkeypatch,

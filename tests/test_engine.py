@@ -36,7 +36,7 @@ def test_condition_true_and_false(engine):
     """A conditional feature follows its condition once the tier allows it."""
     good = seller("gold", verified=True, metrics={"rating": 4.6})
     bad = seller("gold", verified=True, metrics={"rating": 4.4})
-    assert engine.check("promoted", good).reason is Reason.TIER_MATCH
+    assert engine.check("promoted", good).reason is Reason.CONDITION_MATCH
     denied = engine.check("promoted", bad)
     assert (denied.allowed, denied.reason) == (False, Reason.CONDITION_FALSE)
 
@@ -62,8 +62,8 @@ def test_rollout_uses_the_pinned_bucket(engine):
         sid = f"s-{i}"
         decision = engine.check("beta", seller("bronze", sid=sid))
         assert decision.allowed == (tierpolicy.rollout_bucket("beta", sid) < 5_000)
-        if not decision.allowed:
-            assert decision.reason is Reason.ROLLOUT_EXCLUDED
+        expected = Reason.ROLLOUT_INCLUDED if decision.allowed else Reason.ROLLOUT_EXCLUDED
+        assert decision.reason is expected
 
 
 def test_disabled_feature_is_denied_even_with_override(engine):
@@ -298,3 +298,53 @@ def test_holder_keeps_the_running_set_when_a_reload_fails(tmp_path, small_set):
     assert holder.engine is new
     previous = holder.swap(tierpolicy.Engine(small_set))
     assert previous is new
+
+
+def test_qualify_never_downgrades_on_an_unevaluable_rule(engine):
+    """A gold seller whose metrics are missing keeps gold: the reason is CONDITION_ERROR."""
+    decision = engine.qualify(seller("gold", metrics={}))
+    assert (decision.action, decision.effective_tier, decision.reason) == (
+        Action.KEEP,
+        "gold",
+        Reason.CONDITION_ERROR,
+    )
+    assert decision.rule == "progression:gold"
+    assert "could not be evaluated" in decision.message
+
+
+def test_pending_downgrade_says_what_keeps_the_tier(engine):
+    """During a pending downgrade, keep_missing lists the current tier's unmet clauses."""
+    decision = engine.qualify(seller("gold", metrics=_metrics(150, 4.8, 0.05)), below_since=NOW)
+    assert decision.action is Action.DOWNGRADE_PENDING
+    assert [(m.attribute, m.expected, m.actual) for m in decision.keep_missing] == [
+        ("metrics.claim_rate", 0.01, 0.05)
+    ]
+    assert decision.to_json()["keep_missing"][0]["clause"] == "metrics.claim_rate < 0.01"
+
+
+def test_override_of_a_removed_tier_is_ignored(engine):
+    """A stored tier override naming a tier the policy no longer has is skipped, not fatal."""
+    stale = Override("s-1", "tier", "diamond", None, "old contract", NOW + dt.timedelta(days=1))
+    decision = engine.check("onboarding", seller("bronze"), overrides=[stale], trace=True)
+    assert (decision.allowed, decision.tier) == (True, "bronze")
+    assert decision.trace[0].outcome == "skip"
+
+
+def test_policy_override_ids_name_the_rule():
+    """An override with an id is reported as override:<id>, stable across reordering."""
+    text = (
+        "apiVersion: tierpolicy/v1\nkind: Tiers\nmetadata: {name: t}\nspec:\n"
+        "  tiers: [{name: a}, {name: b}]\n  features: {f: {from: b}}\n"
+        "  overrides: [{id: pilot-7, seller: s-1, feature: f, value: true, reason: r,"
+        " expires: '2099-01-01T00:00:00Z'}]\n"
+    )
+    engine = tierpolicy.Engine(tierpolicy.load_files({"t.yaml": text}))
+    assert engine.check("f", seller("a")).rule == "override:pilot-7"
+
+
+def test_trace_names_the_failing_clause(engine):
+    """A condition that is false names, in the trace, the clause that failed and its value."""
+    decision = engine.check("promoted", seller("gold", verified=True, metrics={"rating": 4.1}), trace=True)
+    assert decision.trace[-1].detail == (
+        "seller.verified && metrics.rating >= 4.5 is false: metrics.rating >= 4.5 is false (metrics.rating is 4.1)"
+    )

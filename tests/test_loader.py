@@ -283,3 +283,20 @@ def test_expression_position_literal_block():
     lines = ["    when: |", "      a &&", "      bad"]
     position = expression_position(Position("f", 1, 11), lines, 5)
     assert (position.line, position.column) == (3, 7)
+
+
+def test_hints_quote_related_places_with_the_users_path(tmp_path):
+    """A hint pointing at another file shows it under the directory the user named."""
+    (tmp_path / "a.yaml").write_text(tiers(""))
+    (tmp_path / "b.yaml").write_text(tiers(""))
+    result = tierpolicy.check(tmp_path)
+    hints = [d.hint for d in result.diagnostics if d.code is Code.DUPLICATE_DOCUMENT]
+    assert hints == [f"the first is at {tmp_path}/a.yaml:1:1; merge them"]
+
+
+def test_oversized_file_reports_its_real_size(tmp_path):
+    """A policy file over the size limit is refused, naming its real size."""
+    (tmp_path / "big.yaml").write_bytes(b"# " + b"x" * 2_000_000 + b"\n")
+    [diagnostic] = tierpolicy.check(tmp_path).diagnostics
+    assert diagnostic.code is Code.FILE_TOO_LARGE
+    assert "2,000,003 bytes" in diagnostic.message

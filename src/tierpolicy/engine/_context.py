@@ -9,9 +9,11 @@ error, not a silent deny.
 from __future__ import annotations
 
 import dataclasses
+import re
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from ._diagnostics import Code, Position
 from ._exceptions import ConditionError, ExpressionTypeError
 from .cel import DURATION, STRING, TIMESTAMP, CelType, ObjectType, parse_type
 from .cel import _values as cel_values
@@ -20,7 +22,12 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Callable, Mapping
 
-    from ._diagnostics import Position
+
+_IDENTIFIER = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
+# CEL's reserved words (langdef "Syntax"): they cannot be field names in selections.
+_RESERVED = frozenset(
+    ["true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if", "import", "let", "loop", "package", "namespace", "return", "var", "void", "while"]
+)
 
 BUILTIN_SELLER_FIELDS: Mapping[str, CelType] = MappingProxyType({"id": STRING, "tier": STRING})
 BUILTIN_ROOTS: Mapping[str, CelType] = MappingProxyType({"now": TIMESTAMP})
@@ -38,10 +45,13 @@ class Declaration:
 class SchemaError(Exception):
     """A problem in a Context document, reported by the loader as a diagnostic."""
 
-    def __init__(self, message: str, path: tuple[str, ...], hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, path: tuple[str, ...], hint: str | None = None, *, code: Code = Code.INVALID_VALUE
+    ) -> None:
         self.message = message
         self.path = path
         self.hint = hint
+        self.code = code
         super().__init__(message)
 
 
@@ -65,6 +75,20 @@ def build_environment(
             prefix, node = stack.pop()
             for key, value in node.items():
                 path = (*prefix, key)
+                if not _IDENTIFIER.fullmatch(key) or key in _RESERVED:
+                    problems.append(
+                        (
+                            SchemaError(
+                                f"attribute name {key!r} cannot be used in conditions",
+                                path,
+                                hint="use letters, digits and '_', starting with a letter or '_'"
+                                " (CEL reserved words such as 'in' or 'null' are not allowed)",
+                                code=Code.INVALID_VALUE,
+                            ),
+                            where(path),
+                        )
+                    )
+                    continue
                 if isinstance(value, dict):
                     if not value:
                         problems.append(
@@ -93,6 +117,7 @@ def _declare(
                 SchemaError(
                     f"attribute {dotted!r} needs a type name such as int, double, string",
                     path,
+                    code=Code.INVALID_TYPE_NAME,
                 ),
                 where(path),
             )
@@ -101,7 +126,7 @@ def _declare(
     try:
         cel_type = parse_type(value)
     except ExpressionTypeError as exc:
-        problems.append((SchemaError(str(exc), path), where(path)))
+        problems.append((SchemaError(str(exc), path, code=Code.INVALID_TYPE_NAME), where(path)))
         return
     builtin = _builtin_type(path)
     if builtin is not None and builtin != cel_type:
@@ -111,6 +136,7 @@ def _declare(
                     f"attribute {dotted!r} is built in with type {builtin}; it cannot be"
                     f" redeclared as {cel_type}",
                     path,
+                    code=Code.CONTEXT_CONFLICT,
                 ),
                 where(path),
             )
@@ -124,6 +150,7 @@ def _declare(
                     f"attribute {dotted!r} is declared twice with different types"
                     f" ({previous.type} and {cel_type})",
                     path,
+                    code=Code.CONTEXT_CONFLICT,
                     hint=f"first declared at {previous.position}" if previous.position else None,
                 ),
                 where(path),

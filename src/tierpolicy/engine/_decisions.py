@@ -30,13 +30,19 @@ class Reason(enum.StrEnum):
     CONDITION_FALSE = "CONDITION_FALSE"
     """The feature's condition evaluated to false for this context."""
     CONDITION_ERROR = "CONDITION_ERROR"
-    """The condition could not be evaluated (missing attribute, wrong type): deny."""
+    """A condition could not be evaluated (missing attribute, wrong type): the feature
+    is denied; in tier qualification, the current tier is kept rather than lowered."""
     ROLLOUT_EXCLUDED = "ROLLOUT_EXCLUDED"
     """The seller's rollout bucket is outside the feature's rollout percentage."""
     DISABLED = "DISABLED"
     """The feature is switched off for everyone (``enabled: false``)."""
     OVERRIDE = "OVERRIDE"
     """A per-seller override decided."""
+    CONDITION_MATCH = "CONDITION_MATCH"
+    """The seller's tier grants the feature and its condition holds."""
+    ROLLOUT_INCLUDED = "ROLLOUT_INCLUDED"
+    """The seller's tier grants the feature, any condition holds, and the seller's
+    rollout bucket is inside the feature's rollout percentage."""
     QUALIFIED = "QUALIFIED"
     """Tier qualification: the metrics meet the tier's progression rule."""
     FLOOR = "FLOOR"
@@ -224,7 +230,9 @@ class TierDecision:
         action: ``keep``, ``upgrade``, ``downgrade_pending`` or ``downgrade``.
         next_tier: The tier above ``effective_tier``, if any.
         missing: The clauses of ``next_tier``'s rule that are not met.
-        downgrade_effective_at: When a pending downgrade takes effect.
+        keep_missing: For a pending or due downgrade, the clauses of the current tier's
+            rule that are not met: what the seller must fix to keep the tier.
+        downgrade_effective_at: When a pending downgrade takes effect (or took effect).
         reason: ``QUALIFIED``, ``FLOOR`` or ``OVERRIDE``.
         rule: The rule that decided.
         source: Where that rule is.
@@ -240,6 +248,7 @@ class TierDecision:
     action: Action
     next_tier: str | None
     missing: tuple[MissingClause, ...]
+    keep_missing: tuple[MissingClause, ...]
     downgrade_effective_at: dt.datetime | None
     reason: Reason
     rule: str
@@ -258,6 +267,7 @@ class TierDecision:
             "action": self.action.value,
             "next_tier": self.next_tier,
             "missing": [clause.to_json() for clause in self.missing],
+            "keep_missing": [clause.to_json() for clause in self.keep_missing],
             "downgrade_effective_at": _jsonable(self.downgrade_effective_at),
             "reason": self.reason.value,
             "rule": self.rule,

@@ -133,9 +133,12 @@ class ProgressionSpec(_Model):
 class OverrideSpec(_Model):
     """A per-seller exception with a reason and an expiry.
 
-    Exactly one of ``feature``, ``limit`` and ``tier`` names the target.
+    Exactly one of ``feature``, ``limit`` and ``tier`` names the target. ``id`` gives the
+    override a stable rule id in decisions (``override:<id>``); without it the rule id is
+    its position in the list, which changes when overrides are inserted above it.
     """
 
+    id: Name | None = None
     seller: Annotated[StrictStr, Field(min_length=1, max_length=256)]
     feature: Name | None = None
     limit: Name | None = None
@@ -161,11 +164,15 @@ class OverrideSpec(_Model):
         if self.tier is not None and self.value is not None:
             msg = "a tier override takes no 'value' (the tier is the value)"
             raise ValueError(msg)
-        for stamp in (self.expires, self.starts):
-            if stamp is not None and stamp.tzinfo is None:
-                msg = "timestamps need a timezone, e.g. 2026-12-31T00:00:00Z"
-                raise ValueError(msg)
         return self
+
+    @field_validator("expires", "starts")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            msg = "timestamps need a timezone, e.g. 2026-12-31T00:00:00Z"
+            raise ValueError(msg)
+        return value
 
 
 class TiersSpec(_Model):

@@ -212,18 +212,20 @@ class Engine:
         seller_id, tier_index = self._seller(context)
         when = now or self._clock()
         chosen: dict[tuple[str, str], Override] = {}
+        # Tier-override steps apply to every decision; each trace starts with them.
+        prefix: list[TraceStep] = []
         if overrides or seller_id in self._policy_overrides:
-            tier_index, chosen = self._apply_overrides(seller_id, tier_index, when, overrides, None)
+            tier_index, chosen = self._apply_overrides(seller_id, tier_index, when, overrides, prefix)
         features: dict[str, FeatureDecision] = {}
         for name, compiled in self._features.items():
             override = chosen.get(("feature", name))
             if compiled.static is not None and override is None and not trace:
                 features[name] = compiled.static[tier_index]
             else:
-                steps: list[TraceStep] | None = [] if trace else None
+                steps: list[TraceStep] | None = list(prefix) if trace else None
                 features[name] = compiled.decide(tier_index, context, seller_id, when, override, steps)
         limits = {
-            name: lim.decide(tier_index, chosen.get(("limit", name)), [] if trace else None)
+            name: lim.decide(tier_index, chosen.get(("limit", name)), list(prefix) if trace else None)
             for name, lim in self._limits.items()
         }
         return Entitlements(seller_id, self._tiers.tiers[tier_index], features, limits, self.version)
@@ -273,7 +275,18 @@ class Engine:
             if kind == "tier":
                 index = self._tier_index.get(target)
                 if index is None:
-                    raise InvalidContextError(f"an override names unknown tier {target!r}")
+                    # A stored override can outlive the tier it names (the policy changed
+                    # since): ignore it, as overrides of removed features and limits are.
+                    if trace is not None:
+                        trace.append(
+                            TraceStep(
+                                "override",
+                                "skip",
+                                f"ignored: tier {target!r} no longer exists",
+                                override.rule,
+                            )
+                        )
+                    continue
                 if trace is not None:
                     trace.append(
                         TraceStep(

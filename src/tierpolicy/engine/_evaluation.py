@@ -2,8 +2,11 @@
 
 A request holds one context and a list of queries; the answer holds one result per
 query, in request order. A query that cannot be answered (an unknown name, a context
-that lacks what it needs) fails on its own with a typed error and never fails the
-others. See ``docs/evaluation.md`` for the format.
+that lacks what that query needs) fails on its own with a typed error and never fails
+the others. A request that is malformed as a whole (not a JSON object, unknown fields,
+a context value that does not parse as the type the schema declares, such as a bad
+timestamp) is rejected as a whole with :class:`InvalidRequestError`, since no answer
+built from it could be trusted. See ``docs/evaluation.md`` for the format.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from ._exceptions import ExpressionError, PolicyLoadError
 from ._overrides import Override
 from ._policyset import PolicyDocument, PolicySet
 from ._rollout import percent_to_basis_points
-from ._tiers import CompiledFeature, CompiledLimit, CompiledProgression, CompiledRule, TierModel
+from ._tiers import CompiledFeature, CompiledLimit, CompiledProgression, CompiledRule, TierModel, iso
 from ._yaml import YamlDocument, YamlLimits, read_documents
 from .cel import CelType, Program, compile_expression
 
@@ -124,12 +124,12 @@ def check(path: str | os.PathLike[str]) -> CheckResult:
     display = os.fspath(path)
     files, problems = _read_tree(root)
     if problems and not files:
-        return CheckResult(None, _display(problems, root, display))
+        return CheckResult(None, _display(problems, root, display, ()))
     result = check_files(files, root=display)
     diagnostics = [*problems, *result.diagnostics]
     if problems and any(d.is_error for d in problems):
-        return CheckResult(None, _display(diagnostics, root, display))
-    return CheckResult(result.policy_set, _display(diagnostics, root, display))
+        return CheckResult(None, _display(diagnostics, root, display, [f.name for f in files]))
+    return CheckResult(result.policy_set, _display(diagnostics, root, display, [f.name for f in files]))
 
 
 def load(path: str | os.PathLike[str]) -> PolicySet:
@@ -235,36 +235,47 @@ def _read_one(path: Path, name: str, problems: list[Diagnostic]) -> list[SourceF
         with path.open("rb") as handle:
             # Read one byte past the limit: enough to know it is too large, no more.
             data = handle.read(limit + 1)
+            size = os.fstat(handle.fileno()).st_size
     except OSError as exc:
+        problems.append(
+            Diagnostic(Position(name), "error", Code.FILE_UNREADABLE, f"cannot read the file: {exc.strerror}")
+        )
+        return []
+    if len(data) > limit:
         problems.append(
             Diagnostic(
                 Position(name),
                 "error",
-                Code.FILE_UNREADABLE,
-                f"cannot read the file: {exc.strerror}",
+                Code.FILE_TOO_LARGE,
+                f"the file is {size:,} bytes; a policy file may be at most {limit:,} bytes",
+                hint="split it into several files",
             )
         )
         return []
     return [SourceFile(name, data)]
 
 
-def _display(diagnostics: Iterable[Diagnostic], root: Path, display: str) -> tuple[Diagnostic, ...]:
-    """Show positions relative to the directory the user named."""
+def _display(
+    diagnostics: Iterable[Diagnostic], root: Path, display: str, names: Iterable[str]
+) -> tuple[Diagnostic, ...]:
+    """Show positions (and positions quoted in hints) relative to the path the user named."""
+    diagnostics = list(diagnostics)
     if root.is_file():
-        shown = list(diagnostics)
-        return tuple(
-            dataclasses.replace(d, position=dataclasses.replace(d.position, file=display))
-            if d.position.file == root.name
-            else d
-            for d in shown
-        )
-    prefix = display.rstrip("/\\")
-    return tuple(
-        dataclasses.replace(d, position=dataclasses.replace(d.position, file=f"{prefix}/{d.position.file}"))
-        if d.position.file != display
-        else d
-        for d in diagnostics
-    )
+        rename = {root.name: display}
+    else:
+        prefix = display.rstrip("/\\")
+        relative = {*names, *(d.position.file for d in diagnostics if d.position.file != display)}
+        rename = {name: f"{prefix}/{name}" for name in relative}
+    shown = []
+    for d in diagnostics:
+        hint = d.hint
+        if hint:
+            for old, new in rename.items():
+                # Hints quote related places as "at FILE:LINE:COL".
+                hint = hint.replace(f"at {old}:", f"at {new}:")
+        position = dataclasses.replace(d.position, file=rename.get(d.position.file, d.position.file))
+        shown.append(dataclasses.replace(d, position=position, hint=hint))
+    return tuple(shown)
 
 
 def _digest(files: Sequence[SourceFile]) -> str:
@@ -455,12 +466,7 @@ def _compile(
         [(p.spec.attributes, _key_locator(p)) for p in contexts]  # type: ignore[attr-defined]
     )
     for problem, position in problems:
-        code = (
-            Code.CONTEXT_CONFLICT
-            if "declared" in problem.message or "built in" in problem.message
-            else Code.INVALID_TYPE_NAME
-        )
-        out.add(position, code, problem.message, problem.hint)
+        out.add(position, problem.code, problem.message, problem.hint)
     compiler.environment = environment
     tiers_docs = [p for p in parsed if p.kind == "Tiers"]
     tier_model = _compile_tiers(compiler, tiers_docs[0]) if tiers_docs else None
@@ -653,14 +659,14 @@ def _compile_tiers(c: _Compiler, item: _Parsed) -> TierModel | None:
             expires_at=entry.expires,
             starts_at=entry.starts,
             author=entry.author,
-            rule=f"override:{i}",
+            rule=f"override:{entry.id if entry.id is not None else i}",
             source=c.source(item, base),
         )
         if override.expires_at <= now:
             c.out.add(
                 item.doc.position_of((*base, "expires")),
                 Code.EXPIRED_OVERRIDE,
-                f"this override expired at {override.expires_at.isoformat()} and no longer applies",
+                f"this override expired at {iso(override.expires_at)} and no longer applies",
                 hint="remove it, or extend 'expires'",
                 severity="warning",
             )

@@ -60,7 +60,7 @@ class Override:
         if self.kind == "limit" and (
             isinstance(self.value, bool) or (self.value is not None and self.value < 0)
         ):
-            msg = "a limit override's value is a whole number >= 0, or None for unlimited"
+            msg = 'a limit override\'s value is a whole number >= 0, or unlimited ("unlimited" in JSON, None in Python)'
             raise ValueError(msg)
         if self.kind == "tier" and self.value is not None:
             msg = "a tier override names the tier in 'target' and has no value"

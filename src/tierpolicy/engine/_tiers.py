@@ -22,15 +22,20 @@ from ._decisions import (
 )
 from ._exceptions import ConditionError
 from ._rollout import BASIS_POINTS, rollout_bucket
+import datetime as dt
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Mapping, Sequence
 
     from ._overrides import Override
     from .cel import Program
 
 Trace = list[TraceStep] | None
+
+
+def iso(moment: dt.datetime) -> str:
+    """Render a timestamp as RFC 3339 in UTC with a ``Z``, as decisions' JSON does."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def reads_now(program: Program) -> bool:
@@ -102,8 +107,19 @@ class CompiledFeature:
             else f"{self.name} needs tier {self.minimum} or higher; the seller is {{tier}}"
         )
         condition = f": {self.condition.source}" if self.condition else ""
+        met = []
+        if self.condition is not None:
+            met.append("its condition holds")
+        if self.rollout_bp is not None and self.rollout_bp < BASIS_POINTS:
+            met.append(f"the seller is in its {self.rollout_bp / 100:g}% rollout")
+        extra = f" and {' and '.join(met)}" if met else ""
+        allow_reason = Reason.TIER_MATCH
+        if self.condition is not None:
+            allow_reason = Reason.CONDITION_MATCH
+        if self.rollout_bp is not None and self.rollout_bp < BASIS_POINTS:
+            allow_reason = Reason.ROLLOUT_INCLUDED
         shared = {
-            "allow": build(Reason.TIER_MATCH, f"tier {{tier}} includes {self.name}", allowed=True),
+            "allow": build(allow_reason, f"tier {{tier}} includes {self.name}{extra}", allowed=True),
             "deny_tier": build(tier_reason, tier_message),
             "deny_condition": build(
                 Reason.CONDITION_FALSE, f"the condition of {self.name} is not met{condition}"
@@ -143,7 +159,11 @@ class CompiledFeature:
         if not self.enabled:
             if trace is not None:
                 trace.append(TraceStep("enabled", "fail", "the feature is switched off", self.rule))
-            return self.deny_disabled[tier_index] if trace is None else _finish(self.deny_disabled[tier_index], trace)
+            return (
+                self.deny_disabled[tier_index]
+                if trace is None
+                else _finish(self.deny_disabled[tier_index], trace)
+            )
         if override is not None:
             if trace is not None:
                 trace.append(
@@ -164,7 +184,7 @@ class CompiledFeature:
                     tier=self.tiers[tier_index],
                     policy_version=self.policy_version,
                     message=f"override: {override.describe_value()} until"
-                    f" {override.expires_at.isoformat()} ({override.reason})",
+                    f" {iso(override.expires_at)} ({override.reason})",
                 ),
                 trace,
             )
@@ -196,8 +216,15 @@ class CompiledFeature:
                 )
             if holds is not True:
                 if trace is not None:
-                    trace.append(TraceStep("condition", "fail", f"{condition.source} is false", self.rule))
-                return self.deny_condition[tier_index] if trace is None else _finish(self.deny_condition[tier_index], trace)
+                    failing = "; ".join(unmet_clauses(condition, context, now))
+                    trace.append(
+                        TraceStep("condition", "fail", f"{condition.source} is false: {failing}", self.rule)
+                    )
+                return (
+                    self.deny_condition[tier_index]
+                    if trace is None
+                    else _finish(self.deny_condition[tier_index], trace)
+                )
             if trace is not None:
                 trace.append(TraceStep("condition", "pass", f"{condition.source} is true", self.rule))
         if self.rollout_bp is not None and self.rollout_bp < BASIS_POINTS:
@@ -212,7 +239,11 @@ class CompiledFeature:
                             self.rule,
                         )
                     )
-                return self.deny_rollout[tier_index] if trace is None else _finish(self.deny_rollout[tier_index], trace)
+                return (
+                    self.deny_rollout[tier_index]
+                    if trace is None
+                    else _finish(self.deny_rollout[tier_index], trace)
+                )
             if trace is not None:
                 trace.append(
                     TraceStep(
@@ -291,7 +322,7 @@ class CompiledLimit:
                 tier=self.tiers[tier_index],
                 policy_version=self.policy_version,
                 message=f"override: {self.name} is {override.describe_value()} until"
-                f" {override.expires_at.isoformat()} ({override.reason})",
+                f" {iso(override.expires_at)} ({override.reason})",
             ),
             trace,
         )
@@ -329,17 +360,34 @@ class CompiledProgression:
         tier_override: Override | None,
         trace: Trace,
     ) -> TierDecision:
-        """Work out the qualified tier, the action, and what is missing for the next tier."""
-        qualified_index, decided_by = self._qualified(context, now, trace)
+        """Work out the qualified tier, the action, and what is missing for the next tier.
+
+        A rule that cannot be evaluated (a metric missing from the context) counts as not
+        met for upgrades, but never causes a downgrade: when a rule at or above the
+        current tier errs, the seller keeps the tier and the reason is CONDITION_ERROR.
+        """
+        qualified_index, decided_by, errors = self._qualified(context, now, trace)
         qualified = self.tiers[qualified_index]
         current = self.tiers[current_index]
         downgrade_at: dt.datetime | None = None
+        uncertain = [index for index in errors if index >= current_index > qualified_index]
         if tier_override is not None:
             action, effective_index = Action.KEEP, current_index
             reason, rule, source = Reason.OVERRIDE, tier_override.rule, tier_override.source
-            message = f"tier {current} is fixed by an override until {tier_override.expires_at.isoformat()} ({tier_override.reason})"
+            message = (
+                f"tier {current} is fixed by an override until {iso(tier_override.expires_at)}"
+                f" ({tier_override.reason})"
+            )
             if trace is not None:
                 trace.append(TraceStep("override", "decide", message, tier_override.rule))
+        elif uncertain:
+            action, effective_index = Action.KEEP, current_index
+            erring = self.rules[uncertain[0]]
+            reason, rule, source = Reason.CONDITION_ERROR, erring.rule, erring.source
+            message = (
+                f"the rule for {self.tiers[uncertain[0]]} could not be evaluated"
+                f" ({errors[uncertain[0]]}); {current} is kept rather than downgraded"
+            )
         else:
             reason = Reason.QUALIFIED if decided_by is not None else Reason.FLOOR
             rule = decided_by.rule if decided_by is not None else self.rule
@@ -354,15 +402,25 @@ class CompiledProgression:
                 downgrade_at = (below_since or now) + self.grace
                 if now >= downgrade_at:
                     action, effective_index = Action.DOWNGRADE, qualified_index
-                    message = f"metrics qualify only for {qualified}; the grace period ended at {downgrade_at.isoformat()}: downgrade from {current}"
+                    message = (
+                        f"metrics qualify only for {qualified}; the grace period ended at"
+                        f" {iso(downgrade_at)}: downgrade from {current}"
+                    )
                 else:
                     action, effective_index = Action.DOWNGRADE_PENDING, current_index
-                    message = f"metrics qualify only for {qualified}; {current} is kept until {downgrade_at.isoformat()}"
+                    message = (
+                        f"metrics qualify only for {qualified}; {current} is kept until {iso(downgrade_at)}"
+                    )
                 if trace is not None:
                     trace.append(TraceStep("grace", "decide", message, self.rule))
         next_index = effective_index + 1
         next_tier = self.tiers[next_index] if next_index < len(self.tiers) else None
         missing = self._missing(next_index, context, now) if next_tier is not None else ()
+        keep_missing = (
+            self._missing(current_index, context, now)
+            if action in {Action.DOWNGRADE_PENDING, Action.DOWNGRADE}
+            else ()
+        )
         decision = TierDecision(
             seller_id=seller_id,
             current_tier=current,
@@ -371,9 +429,8 @@ class CompiledProgression:
             action=action,
             next_tier=next_tier,
             missing=missing,
-            downgrade_effective_at=downgrade_at
-            if action is not Action.KEEP and action is not Action.UPGRADE
-            else None,
+            keep_missing=keep_missing,
+            downgrade_effective_at=downgrade_at,
             reason=reason,
             rule=rule,
             source=source,
@@ -384,12 +441,14 @@ class CompiledProgression:
 
     def _qualified(
         self, context: Mapping[str, object], now: dt.datetime, trace: Trace
-    ) -> tuple[int, CompiledRule | None]:
+    ) -> tuple[int, CompiledRule | None, dict[int, str]]:
+        errors: dict[int, str] = {}
         for index in sorted(self.rules, reverse=True):
             compiled = self.rules[index]
             try:
                 holds = compiled.program.evaluate(activation(context, compiled.program, now)) is True
             except ConditionError as exc:
+                errors[index] = str(exc)
                 if trace is not None:
                     trace.append(
                         TraceStep("progression", "error", f"{self.tiers[index]}: {exc}", compiled.rule)
@@ -405,8 +464,8 @@ class CompiledProgression:
                     )
                 )
             if holds:
-                return index, compiled
-        return 0, None
+                return index, compiled, errors
+        return 0, None, errors
 
     def _missing(
         self, index: int, context: Mapping[str, object], now: dt.datetime
@@ -434,6 +493,23 @@ class CompiledProgression:
                 )
             )
         return tuple(missing)
+
+
+def unmet_clauses(program: Program, context: Mapping[str, object], now: dt.datetime) -> list[str]:
+    """Explain which top-level clauses of a condition do not hold, with the actual values."""
+    reasons = []
+    for clause in program.clauses:
+        try:
+            holds = clause.program.evaluate(activation(context, clause.program, now)) is True
+        except ConditionError as exc:
+            reasons.append(f"{clause.source} could not be evaluated ({exc})")
+            continue
+        if not holds:
+            actual = (
+                f" ({clause.attribute} is {lookup(context, clause.attribute)!r})" if clause.attribute else ""
+            )
+            reasons.append(f"{clause.source} is false{actual}")
+    return reasons
 
 
 def lookup(context: Mapping[str, object], dotted: str) -> object:

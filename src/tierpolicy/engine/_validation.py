@@ -205,13 +205,11 @@ def _one(
         text = " or ".join(unique)
         return path, Code.WRONG_TYPE, f"{place} should be {text}, found {found}", None, False
     messages = list(dict.fromkeys(_value_message(e) for e in group))
-    return (
-        path,
-        Code.INVALID_VALUE,
-        f"{place}: {'; or '.join(messages)} (found {found})",
-        None,
-        False,
-    )
+    text = f"{place}: {'; or '.join(messages)}"
+    if not isinstance(first.get("input"), (dict, list)):
+        # For a whole mapping or list, "found a mapping" says nothing the reader lacks.
+        text += f" (found {found})"
+    return path, Code.INVALID_VALUE, text, None, False
 
 
 def _expected(error: ErrorDetails) -> str:
@@ -225,10 +223,13 @@ def _value_message(error: ErrorDetails) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "string_pattern_mismatch":
-        return (
-            "names use lowercase letters, digits and '_', start with a letter, and may be"
-            " dotted like 'analytics.advanced'"
-        )
+        pattern = str(ctx.get("pattern", ""))
+        if "[.-]" in pattern:
+            return (
+                "names use lowercase letters, digits and '_', start with a letter, and may be"
+                " dotted like 'analytics.advanced'"
+            )
+        return "names use lowercase letters, digits and '_', and start with a letter"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
