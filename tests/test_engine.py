@@ -348,3 +348,14 @@ def test_trace_names_the_failing_clause(engine):
     assert decision.trace[-1].detail == (
         "seller.verified && metrics.rating >= 4.5 is false: metrics.rating >= 4.5 is false (metrics.rating is 4.1)"
     )
+
+
+def test_conditions_with_braces_compile_into_messages():
+    """Condition text with map literals ({...}) appears verbatim in messages."""
+    text = (
+        "apiVersion: tierpolicy/v1\nkind: Tiers\nmetadata: {name: t}\nspec:\n"
+        "  tiers: [{name: a}]\n  features:\n    f: {from: a, when: \"{'x': 1}['x'] == 2\"}\n"
+    )
+    engine = tierpolicy.Engine(tierpolicy.load_files({"t.yaml": text}))
+    decision = engine.check("f", seller("a"))
+    assert decision.message == "the condition of f is not met: {'x': 1}['x'] == 2"

@@ -198,9 +198,11 @@ def coerce_context(context: Mapping[str, object], env: Mapping[str, CelType]) ->
     """Convert JSON context values to the runtime types the schema declares.
 
     JSON has no timestamp or duration, so attributes declared with those types arrive
-    as strings (RFC 3339 and CEL duration syntax); this converts them. Other values are
-    left alone: a value of the wrong type makes the condition that reads it fail with a
-    clear message, as CEL prescribes.
+    as strings (RFC 3339 and CEL duration syntax); this converts them once per request.
+    Other values are left alone here; the CEL runtime converts the lossless cases when it
+    reads an attribute (a whole number in a ``double`` attribute, a non-negative one in a
+    ``uint`` attribute), and a value of any other wrong type makes the condition that
+    reads it fail with a clear message, as CEL prescribes.
 
     Raises:
         ValueError: When a timestamp or duration string is malformed; the message names

@@ -25,7 +25,7 @@ from ._rollout import BASIS_POINTS, rollout_bucket
 import datetime as dt
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from ._overrides import Override
     from .cel import Program
@@ -84,7 +84,10 @@ class CompiledFeature:
     needs_now: bool = False
 
     def __post_init__(self) -> None:
-        def build(reason: Reason, message: str, *, allowed: bool = False) -> tuple[FeatureDecision, ...]:
+        def build(
+            reason: Reason, message: str | Callable[[str], str], *, allowed: bool = False
+        ) -> tuple[FeatureDecision, ...]:
+            # Messages quote policy text (conditions may hold braces), so never str.format them.
             return tuple(
                 FeatureDecision(
                     feature=self.name,
@@ -94,7 +97,7 @@ class CompiledFeature:
                     source=self.source,
                     tier=tier,
                     policy_version=self.policy_version,
-                    message=message.format(tier=tier),
+                    message=message(tier) if callable(message) else message,
                 )
                 for tier in self.tiers
             )
@@ -104,7 +107,7 @@ class CompiledFeature:
         tier_message = (
             f"{self.name} is available only to tiers {granted}"
             if self.explicit_tiers
-            else f"{self.name} needs tier {self.minimum} or higher; the seller is {{tier}}"
+            else lambda tier: f"{self.name} needs tier {self.minimum} or higher; the seller is {tier}"
         )
         condition = f": {self.condition.source}" if self.condition else ""
         met = []
@@ -119,7 +122,7 @@ class CompiledFeature:
         if self.rollout_bp is not None and self.rollout_bp < BASIS_POINTS:
             allow_reason = Reason.ROLLOUT_INCLUDED
         shared = {
-            "allow": build(allow_reason, f"tier {{tier}} includes {self.name}{extra}", allowed=True),
+            "allow": build(allow_reason, lambda tier: f"tier {tier} includes {self.name}{extra}", allowed=True),
             "deny_tier": build(tier_reason, tier_message),
             "deny_condition": build(
                 Reason.CONDITION_FALSE, f"the condition of {self.name} is not met{condition}"
