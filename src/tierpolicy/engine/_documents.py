@@ -101,7 +101,8 @@ class FeatureSpec(_Model):
     @field_validator("rollout")
     @classmethod
     def _basis_points(cls, value: float | None) -> float | None:
-        if value is not None and round(value * 100) != value * 100:
+        # Compare in decimal: 0.29 * 100 is 28.999999999999996 in binary floating point.
+        if value is not None and round(value, 2) != value:
             msg = "rollout is a percentage with at most two decimals, e.g. 12.5"
             raise ValueError(msg)
         return value

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from ._yaml import resolve_plain
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -82,7 +84,28 @@ class PolicySet:
         by_kind: dict[str, list[dict[str, object]]] = {}
         for document in self.documents:
             by_kind.setdefault(document.kind, []).append(document.to_data())
-        return {
-            f"{kind.lower()}.yaml": yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True)
-            for kind, docs in by_kind.items()
-        }
+        return {f"{kind.lower()}.yaml": dump_yaml(docs) for kind, docs in by_kind.items()}
+
+
+def dump_yaml(documents: list[object], *, flow: bool = False) -> str:
+    """Render plain data as YAML that our YAML 1.2 reader reads back to equal data."""
+    return yaml.dump_all(
+        documents, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=flow
+    )
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that a YAML 1.2 core-schema reader would not read back as text.
+
+    PyYAML emits YAML 1.1, which leaves ``1e3`` or ``0o17`` plain; our reader follows
+    YAML 1.2, where those are numbers.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if resolve_plain(value) != value or not isinstance(resolve_plain(value), str):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
+    return dumper.represent_str(value)
+
+
+_Dumper.add_representer(str, _represent_str)

@@ -38,6 +38,17 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+_END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def _plus(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """Add, saturating at the end of representable time instead of overflowing."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return _END_OF_TIME
+
+
 def reads_now(program: Program) -> bool:
     """Whether a program reads the evaluation time ``now``."""
     return any(r == "now" or r.startswith("now.") for r in program.references)
@@ -402,7 +413,7 @@ class CompiledProgression:
                 action, effective_index = Action.KEEP, current_index
                 message = f"metrics qualify for {qualified}: keep {current}"
             else:
-                downgrade_at = (below_since or now) + self.grace
+                downgrade_at = _plus(below_since or now, self.grace)
                 if now >= downgrade_at:
                     action, effective_index = Action.DOWNGRADE, qualified_index
                     message = (

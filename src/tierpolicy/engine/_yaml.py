@@ -254,7 +254,7 @@ class _NumberTooLargeError(ValueError):
     """A plain scalar is an integer with more digits than the reader accepts."""
 
 
-def _resolve_plain(text: str) -> object:
+def resolve_plain(text: str) -> object:
     """Resolve an unquoted, untagged scalar by the YAML 1.2 core schema.
 
     Raises:
@@ -667,7 +667,7 @@ class _Reader:
                 value = text  # quoted or block scalar: always text
             else:
                 try:
-                    value = _resolve_plain(text)
+                    value = resolve_plain(text)
                 except _NumberTooLargeError:
                     value = self._number_too_large(text, mark)
             self._marks[frame.place(value)] = mark
@@ -710,7 +710,7 @@ class _Reader:
             self._bad_tag(tag, mark, "a single value")
             return text
         try:
-            value = _resolve_plain(text)
+            value = resolve_plain(text)
         except _NumberTooLargeError:
             return self._number_too_large(text, mark)
         meaning, types = expected
