@@ -181,16 +181,6 @@ def _canonical(policy_set: tierpolicy.PolicySet) -> list[str]:
     return sorted(json.dumps(d.to_data(), sort_keys=True) for d in policy_set.documents)
 
 
-def _strings(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for item in value.values() for s in _strings(item)]
-    if isinstance(value, list):
-        return [s for item in value for s in _strings(item)]
-    return []
-
-
 _FREE_TEXT = st.one_of(
     st.sampled_from(
         [

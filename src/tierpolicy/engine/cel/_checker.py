@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 from tierpolicy.engine._exceptions import ExpressionError, ExpressionSyntaxError, ExpressionTypeError
 
 from . import _ast as ast
+from ._hints import FOREIGN_LITERALS, cel_writes
 from ._types import (
     BOOL,
     BYTES,
@@ -282,13 +283,19 @@ class _Checker:
                 node.start,
                 node.end,
             )
-        candidates = sorted({*self.env, *(var for var, _ in self.scopes)})
-        close = difflib.get_close_matches(node.name, candidates, n=1)
+        hint: str | None
+        if node.name in FOREIGN_LITERALS:
+            # True, None, nil...: another language's literal, not a misspelt attribute.
+            hint = cel_writes(node.name, FOREIGN_LITERALS[node.name])
+        else:
+            candidates = sorted({*self.env, *(var for var, _ in self.scopes)})
+            close = difflib.get_close_matches(node.name, candidates, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else None
         return self.error(
             f"unknown attribute {node.name!r}",
             node.start,
             node.end,
-            hint=f"did you mean {close[0]!r}?" if close else None,
+            hint=hint,
             reason="unknown_attribute",
         )
 

@@ -17,7 +17,10 @@ common shapes:
   operand fails or is not a bool;
 * sub-expressions without variables are evaluated once at compile time (constant
   folding). Folding that fails leaves the expression alone, so the error still
-  happens at run time, as CEL prescribes.
+  happens at run time, as CEL prescribes; with one exception: a conversion function
+  (``duration``, ``timestamp``, ``int``, ...) whose argument is a constant that does
+  not convert is an ``ExpressionTypeError`` with ``reason="value"``, because it would
+  fail on every evaluation (``duration("90d")``: CEL has no day unit).
 
 Macros iterate over a private copy of the activation (the iteration variable is bound
 in it), and every evaluation has a budget of :data:`MAX_ITERATIONS` macro iterations, so
@@ -33,11 +36,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from tierpolicy.engine._exceptions import ConditionError
+from tierpolicy.engine._exceptions import ConditionError, ExpressionTypeError
 
 from . import _ast as ast
 from . import _values as rt
 from ._checker import check, path_root
+from ._hints import conversion_hint
 from ._parser import parse
 from ._program import Clause, Program
 from ._types import BOOL, DOUBLE, DYN, TIMESTAMP, UINT, CelType, PrimitiveType
@@ -91,6 +95,7 @@ _UNARY_FUNCTIONS: Final[dict[str, Callable[[object], object]]] = {
     "duration": rt.to_duration,
     "size": rt.size,
 }
+_CONVERSIONS: Final = frozenset(_UNARY_FUNCTIONS) - {"size"}
 _STRING_METHODS: Final[dict[str, Callable[[object, object], bool]]] = {
     "startsWith": rt.starts_with,
     "endsWith": rt.ends_with,
@@ -121,11 +126,13 @@ def compile_expression(source: str, env: Mapping[str, CelType], *, expected: Cel
             outside the supported subset (``"unsupported"``), or has an invalid literal
             regular expression (``"regex"``).
         ExpressionTypeError: The expression does not type-check against ``env``
-            (``"type"``, or ``"unknown_attribute"`` for a misspelt attribute).
+            (``"type"``, or ``"unknown_attribute"`` for a misspelt attribute), or a
+            conversion function's constant argument cannot be converted, as in
+            ``duration("90d")`` (``"value"``).
     """
     root = parse(source)
     checked = check(source, root, env, expected)
-    compiler = _Compiler(checked)
+    compiler = _Compiler(source, checked)
     compiler.compile(root)
     return _build_program(source, root, compiler, expected)
 
@@ -279,7 +286,8 @@ def _constant(value: object) -> _Code:
 
 
 class _Compiler:
-    def __init__(self, checked: CheckResult) -> None:
+    def __init__(self, source: str, checked: CheckResult) -> None:
+        self.source = source
         self.checked = checked
         self.codes: dict[int, _Code] = {}
 
@@ -542,6 +550,8 @@ class _Compiler:
             return self.compile(node.args[0])
         if name in _UNARY_FUNCTIONS:
             operand = self.compile(operand_nodes[0])
+            if name in _CONVERSIONS and operand.constant is not _NOT_CONSTANT:
+                self.convert_constant(name, operand_nodes[0], operand.constant)
             return _Code(_unary_call(_UNARY_FUNCTIONS[name], operand.fn), operand.free)
         if name in _STRING_METHODS:
             regex = self.checked.regexes.get(id(node))
@@ -558,6 +568,20 @@ class _Compiler:
             return rt.time_part(name, *(fn(act) for fn in fns))
 
         return _Code(time_part, free)
+
+    def convert_constant(self, name: str, argument: ast.Node, value: object) -> None:
+        """Reject a conversion that fails on its constant argument: it would fail every time."""
+        try:
+            _UNARY_FUNCTIONS[name](value)
+        except ConditionError as exc:
+            raise ExpressionTypeError(
+                str(exc),
+                source=self.source,
+                offset=argument.start,
+                length=argument.end - argument.start,
+                hint=conversion_hint(name, value),
+                reason="value",
+            ) from None
 
     # ------------------------------------------------------------------ macros
 

@@ -6,6 +6,8 @@ in single, double and triple quotes with an optional raw (``r``) prefix and the 
 escape set (``\\a \\b \\f \\n \\r \\t \\v``, quotes, ``\\xHH``, ``\\uHHHH``,
 ``\\UHHHHHHHH`` and three-digit octal), identifiers, ``//`` comments and operators.
 Back-quoted field names (```content-type```) are lexed for field selection.
+Operators of other languages that are never valid CEL (``===``, ``!==``, ``<>``, ``=>``,
+``=<``) are errors whose hint gives the CEL spelling.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Final
 
 from tierpolicy.engine._exceptions import ExpressionSyntaxError
 
+from ._hints import FOREIGN_OPERATORS, cel_writes
 from ._values import UINT64_MAX, UInt
 
 RESERVED: Final = frozenset(
@@ -171,6 +174,8 @@ class _Lexer:
                 raise self.error("unterminated or invalid back-quoted name", start)
             self.pos = quoted.end()
             return Token("quoted", quoted.group(), quoted.group(1), start, self.pos)
+        if char in "=!<":
+            self.foreign_operator(start)
         for operator in _OPERATORS:
             if source.startswith(operator, start):
                 if operator == "?." and not _starts_name(source, start + 2):
@@ -179,6 +184,15 @@ class _Lexer:
                 return Token(operator, operator, None, start, self.pos)
         hint = _LONE_OPERATOR_HINTS.get(char)
         raise self.error(f"unexpected character {char!r}", start, hint=hint)
+
+    def foreign_operator(self, start: int) -> None:
+        """Reject another language's operator (``===``, ``<>``, ...) naming the CEL one."""
+        for foreign, cel in FOREIGN_OPERATORS.items():
+            if self.source.startswith(foreign, start):
+                hint = cel_writes(foreign, cel)
+                if foreign == "=>" and [t.kind for t in self.tokens[-2:]] == ["(", "ident"]:
+                    hint = "a macro takes its variable as the first argument, as in list.all(x, x > 0)"
+                raise self.error(f"{foreign!r} is not a CEL operator", start, len(foreign), hint=hint)
 
     def identifier(self, name: str) -> Token:
         start = self.pos

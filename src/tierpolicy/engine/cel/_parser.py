@@ -15,13 +15,16 @@ Recursive descent over CEL's grammar, lowest precedence first::
 
 Syntax outside the supported subset (message construction ``Foo{...}``, names with a
 leading dot, optional syntax ``?.`` and ``[?``, unknown functions) is rejected here with
-``reason="unsupported"``, naming the construct. Hostile input is bounded: expressions
+``reason="unsupported"``, naming the construct. Other languages' words for operators
+(``a and b``, ``not a``, ``x is null``, ``x not in xs``) are syntax errors on the word,
+with a hint giving the CEL spelling. Hostile input is bounded: expressions
 longer than :data:`MAX_EXPRESSION_LENGTH` characters or nesting deeper than
 :data:`MAX_NESTING` are rejected with a clear error instead of exhausting the stack.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from typing import TYPE_CHECKING, Final
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 from tierpolicy.engine._exceptions import ExpressionSyntaxError
 
 from . import _ast as ast
+from ._hints import FOREIGN_LITERALS, cel_writes, logic_word
 from ._lexer import RESERVED, Token, tokenize
 from ._types import BOOL, BYTES, DOUBLE, INT, NULL_TYPE, STRING, UINT
 from ._values import INT64_MAX, INT64_MIN, TIMESTAMP_PARTS
@@ -65,6 +69,11 @@ MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter"})
 """Comprehension macros callable as ``list.m(x, ...)``."""
 
 _RELATIONS: Final = frozenset({"<", "<=", ">", ">=", "==", "!=", "in"})
+# Tokens that start an operand: after the word `not` they show it was meant as "!"
+# (`not(x)` would be a call, but CEL has no function of that name either).
+_OPERAND_STARTS: Final = frozenset(
+    {"ident", "int", "uint", "double", "string", "bytes", "bool", "null", "!", "("}
+)
 _LITERAL_TYPES: Final[dict[str, CelType]] = {
     "int": INT,
     "uint": UINT,
@@ -158,8 +167,40 @@ class _Parser:
     def expect(self, kind: str, what: str) -> Token:
         token = self.peek()
         if token.kind != kind:
-            raise self.error(f"expected {what}, found {_describe(token)}", token)
+            raise self.foreign_word() or self.error(f"expected {what}, found {_describe(token)}", token)
         return self.advance()
+
+    def foreign_word(self) -> ExpressionSyntaxError | None:
+        """The error for another language's operator word right after an operand, if it is one.
+
+        ``a and b``, ``a or b``, ``x is null``, ``x is not null``, ``x not in xs`` (in
+        any case): the error spans the words and its hint gives the CEL spelling.
+        """
+        token = self.peek()
+        if token.kind != "ident":
+            return None
+        word = str(token.value).lower()
+        following = self.peek(1)
+        last = token
+        if word == "not" and following.kind == "in":
+            last, foreign, cel = following, "a not in b", "!(a in b)"
+        elif word == "is":
+            negated = following.kind == "ident" and str(following.value).lower() == "not"
+            last = following if negated else token
+            after = self.peek(2 if negated else 1)
+            nullish = after.kind == "null" or FOREIGN_LITERALS.get(after.text) == "null"
+            if nullish:
+                last = after
+            foreign = self.source[token.start : last.end]
+            cel = ("!=" if negated else "==") + (" null" if nullish else "")
+        elif (operator := logic_word(word)) is not None:
+            foreign, cel = token.text, operator
+        else:
+            return None
+        words = self.source[token.start : last.end]
+        return self.error(
+            f"{words!r} is not a CEL operator", token, hint=cel_writes(foreign, cel), end=last.end
+        )
 
     # ------------------------------------------------------------------ grammar
 
@@ -167,6 +208,9 @@ class _Parser:
         node = self.expr()
         token = self.peek()
         if token.kind != "eof":
+            foreign = self.foreign_word()
+            if foreign is not None:
+                raise foreign
             hint = "did you mean '=='?" if token.kind == "ident" else None
             raise self.error(f"unexpected {_describe(token)} after the expression", token, hint=hint)
         return node
@@ -423,6 +467,9 @@ class _Parser:
         name = str(token.value)
         if name in RESERVED:
             raise self.error(f"{name!r} is a reserved word", token)
+        if name.lower() == "not" and self.peek().kind in _OPERAND_STARTS:
+            # `not a`, `not (a || b)`: never valid CEL, whatever `not` would name.
+            raise self.error(f"{name!r} is not a CEL operator", token, hint=cel_writes(name, "!"))
         if self.peek().kind == "{":
             raise self.error("message construction is not supported", self.peek(), reason="unsupported")
         if self.peek().kind != "(":
@@ -499,8 +546,6 @@ class _Parser:
 
 
 def _respan(node: ast.Node, start: int, end: int) -> ast.Node:
-    import dataclasses  # noqa: PLC0415  only on parenthesised expressions
-
     return dataclasses.replace(node, start=start, end=end)
 
 

@@ -12,6 +12,7 @@ Type names are written the way policy authors declare context attributes:
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -234,8 +235,6 @@ class _TypeParser:
 
 
 def _suggest(name: str) -> str | None:
-    import difflib  # noqa: PLC0415  only needed on the error path
-
     candidates = [*_PRIMITIVES, "list", "map"]
     close = difflib.get_close_matches(name.lower(), candidates, n=1)
     return f"did you mean {close[0]!r}?" if close else None
