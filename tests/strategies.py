@@ -12,6 +12,7 @@ import datetime as dt
 import math
 from typing import TYPE_CHECKING
 
+from hypothesis import assume
 from hypothesis import strategies as st
 
 from tierpolicy.engine.cel import (
@@ -188,7 +189,10 @@ cel_doubles = st.one_of(
 cel_strings = st.text(_STRING_ALPHABET, max_size=6)
 """Short strings over an alphabet with quotes, backslashes and non-ASCII characters."""
 
-_MAX_DURATION = dt.timedelta(microseconds=(2**63 - 1) // 1000)
+# CEL durations are an int64 of nanoseconds. Boundary probes stay one second inside:
+# cel-cpp (the differential reference) checks overflow on whole seconds first, so it
+# rejects some results within a second of the exact limit.
+_MAX_DURATION = dt.timedelta(microseconds=(2**63 - 1) // 1000) - dt.timedelta(seconds=1)
 cel_timestamps = st.one_of(
     st.sampled_from(
         [
@@ -1068,9 +1072,13 @@ def _override(
     else:
         override["tier"] = draw(st.sampled_from(tiers))
     override["reason"] = draw(text)
-    override["expires"] = draw(policy_timestamps_text)
+    expires = draw(policy_timestamps_text)
+    override["expires"] = expires
     if draw(st.booleans()):
-        override["starts"] = draw(policy_timestamps_text)
+        # A start at or after the expiry is a load error (the override could never apply).
+        starts = draw(policy_timestamps_text)
+        assume(dt.datetime.fromisoformat(starts) < dt.datetime.fromisoformat(expires))
+        override["starts"] = starts
     if draw(st.booleans()):
         override["author"] = draw(text)
     return override

@@ -182,7 +182,12 @@ def _app() -> typer.Typer:
         if kind is not None and kind not in SPEC_MODELS:
             fail(f"unknown kind {kind!r}; kinds: {', '.join(sorted(SPEC_MODELS))}", EXIT_USAGE)
         if output is not None:
-            output.mkdir(parents=True, exist_ok=True)
+            if output.exists() and not output.is_dir():
+                fail(f"{output}: exists and is not a directory", EXIT_USAGE)
+            try:
+                output.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                fail(f"{output}: cannot create the directory: {exc.strerror}", EXIT_USAGE)
             for name in [kind] if kind else sorted(SPEC_MODELS):
                 (output / f"{name.lower()}.schema.json").write_text(
                     json.dumps(kind_schema(name), indent=2) + "\n"
@@ -223,7 +228,10 @@ def _explain(out: Console, result: dict[str, Any], index: int) -> None:
         out.print(f"  [red]error[/] {error['type']}: {escape(error['message'])}")
         return
     decision = result["decision"]
-    items = decision.get("features", {}).values() if "features" in decision else [decision]
+    if "features" in decision:  # entitlements: every feature, then every limit
+        items = [*decision["features"].values(), *decision["limits"].values()]
+    else:
+        items = [decision]
     for item in items:
         outcome = item.get("outcome") or item.get("action") or item.get("value")
         label = item.get("feature") or item.get("limit") or item.get("seller_id")

@@ -10,23 +10,46 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from ._diagnostics import Code, Position
 from ._exceptions import ConditionError, ExpressionTypeError
-from .cel import DURATION, STRING, TIMESTAMP, CelType, ObjectType, parse_type
+from .cel import DURATION, STRING, TIMESTAMP, CelType, ListType, MapType, ObjectType, parse_type
 from .cel import _values as cel_values
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
 
 _IDENTIFIER = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
 # CEL's reserved words (langdef "Syntax"): they cannot be field names in selections.
 _RESERVED = frozenset(
-    ["true", "false", "null", "in", "as", "break", "const", "continue", "else", "for", "function", "if", "import", "let", "loop", "package", "namespace", "return", "var", "void", "while"]
+    [
+        "true",
+        "false",
+        "null",
+        "in",
+        "as",
+        "break",
+        "const",
+        "continue",
+        "else",
+        "for",
+        "function",
+        "if",
+        "import",
+        "let",
+        "loop",
+        "package",
+        "namespace",
+        "return",
+        "var",
+        "void",
+        "while",
+    ]
 )
 
 BUILTIN_SELLER_FIELDS: Mapping[str, CelType] = MappingProxyType({"id": STRING, "tier": STRING})
@@ -68,6 +91,7 @@ def build_environment(
         The root-variable environment and the problems found, each with its position.
     """
     declared: dict[str, Declaration] = {}
+    objects: dict[str, Position] = {}
     problems: list[tuple[SchemaError, Position]] = []
     for tree, where in attributes:
         stack: list[tuple[tuple[str, ...], Mapping[str, object]]] = [((), tree)]
@@ -90,6 +114,7 @@ def build_environment(
                     )
                     continue
                 if isinstance(value, dict):
+                    objects.setdefault(".".join(path), where(path))
                     if not value:
                         problems.append(
                             (
@@ -100,7 +125,35 @@ def build_environment(
                     stack.append((path, value))
                     continue
                 _declare(declared, path, value, where, problems)
+    problems.extend(_shape_conflicts(declared, objects))
     return _assemble(declared), problems
+
+
+def _shape_conflicts(
+    declared: Mapping[str, Declaration], objects: Mapping[str, Position]
+) -> list[tuple[SchemaError, Position]]:
+    """Find names declared both as an attribute with a type and as an object."""
+    builtin_leaves = {"now", *(f"seller.{name}" for name in BUILTIN_SELLER_FIELDS)}
+    conflicts = []
+    for dotted, declaration in declared.items():
+        if dotted in objects or dotted == "seller":
+            where = objects.get(dotted) or declaration.position
+            assert where is not None  # noqa: S101  every declaration from a document has a position
+            message = (
+                f"{dotted!r} is declared both as an object and as an attribute of type {declaration.type}"
+            )
+            conflicts.append(
+                (SchemaError(message, tuple(dotted.split(".")), code=Code.CONTEXT_CONFLICT), where)
+            )
+    for dotted, position in objects.items():
+        if dotted in builtin_leaves:
+            message = (
+                f"{dotted!r} is built in as {_builtin_type(tuple(dotted.split('.')))}; it cannot be an object"
+            )
+            conflicts.append(
+                (SchemaError(message, tuple(dotted.split(".")), code=Code.CONTEXT_CONFLICT), position)
+            )
+    return conflicts
 
 
 def _declare(
@@ -214,17 +267,36 @@ def coerce_context(context: Mapping[str, object], env: Mapping[str, CelType]) ->
 def _coerce_object(value: Mapping[str, object], fields: Mapping[str, CelType], prefix: str) -> object:
     result = dict(value)
     for key, field_type in fields.items():
-        if key not in result:
-            continue
-        path = f"{prefix}{key}"
-        item = result[key]
-        if isinstance(field_type, ObjectType) and isinstance(item, dict):
-            result[key] = _coerce_object(item, field_type.fields, f"{path}.")
-        elif field_type == TIMESTAMP and isinstance(item, str):
-            result[key] = parse_timestamp(item, path)
-        elif field_type == DURATION and isinstance(item, str):
-            result[key] = parse_duration(item, path)
+        if key in result:
+            result[key] = _coerce(result[key], field_type, f"{prefix}{key}")
     return result
+
+
+def _coerce(item: object, declared: CelType, path: str) -> object:
+    """Convert one JSON value to the runtime form of its declared type, recursively."""
+    if isinstance(declared, ObjectType) and isinstance(item, Mapping):
+        return _coerce_object(item, declared.fields, f"{path}.")
+    if declared == TIMESTAMP and isinstance(item, str):
+        return parse_timestamp(item, path)
+    if declared == DURATION and isinstance(item, str):
+        return parse_duration(item, path)
+    if isinstance(declared, ListType) and isinstance(item, list) and _needs_coercion(declared.elem):
+        return [_coerce(element, declared.elem, f"{path}[{i}]") for i, element in enumerate(item)]
+    if isinstance(declared, MapType) and isinstance(item, Mapping) and _needs_coercion(declared.value):
+        return {k: _coerce(v, declared.value, f"{path}[{k!r}]") for k, v in item.items()}
+    return item
+
+
+def _needs_coercion(declared: CelType) -> bool:
+    if declared in (TIMESTAMP, DURATION):
+        return True
+    if isinstance(declared, ObjectType):
+        return True
+    if isinstance(declared, ListType):
+        return _needs_coercion(declared.elem)
+    if isinstance(declared, MapType):
+        return _needs_coercion(declared.value)
+    return False
 
 
 def parse_timestamp(text: str, where: str) -> dt.datetime:

@@ -14,6 +14,8 @@ import enum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
+from .cel._values import format_duration
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -322,7 +324,7 @@ def _jsonable(value: object) -> object:
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, dt.timedelta):
-        return f"{value.total_seconds():g}s"
+        return format_duration(value)
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
     if isinstance(value, (list, tuple)):

@@ -53,6 +53,7 @@ class Code(enum.StrEnum):
     UNKNOWN_ATTRIBUTE = "TP302"
     INVALID_REGEX = "TP303"
     INVALID_TYPE_NAME = "TP304"
+    INVALID_LITERAL = "TP305"
     # Meaning across documents
     UNKNOWN_TIER = "TP400"
     DUPLICATE_TIER = "TP401"

@@ -8,11 +8,11 @@ added to :data:`SPEC_MODELS` without reshaping the others.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -34,9 +34,17 @@ Expression = Annotated[StrictStr, Field(min_length=1, max_length=4096)]
 Description = Annotated[StrictStr, Field(max_length=2000)]
 Unlimited = Literal["unlimited"]
 LimitValue: TypeAlias = Annotated[StrictInt, Field(ge=0)] | Unlimited
-Timestamp = Annotated[dt.datetime, Field(strict=False)]
 
-_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+def _timestamp_text(value: object) -> object:
+    # Lax datetime parsing would read the number 2027 as seconds after 1970.
+    if not isinstance(value, (str, dt.datetime)):
+        msg = "expected a timestamp such as 2026-12-31T00:00:00Z"
+        raise ValueError(msg)  # noqa: TRY004  pydantic reports ValueError, not TypeError
+    return value
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_text), Field(strict=False)]
 
 
 class _Model(BaseModel):
@@ -84,11 +92,14 @@ class FeatureSpec(_Model):
     tiers, for deliberately non-monotone features) says which tiers get the feature.
     """
 
+    # Editors learn the "exactly one of" rule from the schema as well.
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["from"]}, {"required": ["tiers"]}]})
+
     description: Description = ""
     from_: TierName | None = Field(default=None, alias="from")
     tiers: list[TierName] | None = Field(default=None, min_length=1)
     when: Expression | None = None
-    rollout: Annotated[float, Field(ge=0, le=100, strict=False)] | None = None
+    rollout: Annotated[float, Field(ge=0, le=100)] | None = None
     enabled: StrictBool = True
 
     @model_validator(mode="after")
@@ -139,6 +150,12 @@ class OverrideSpec(_Model):
     its position in the list, which changes when overrides are inserted above it.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [{"required": ["feature"]}, {"required": ["limit"]}, {"required": ["tier"]}]
+        }
+    )
+
     id: Name | None = None
     seller: Annotated[StrictStr, Field(min_length=1, max_length=256)]
     feature: Name | None = None
@@ -164,6 +181,9 @@ class OverrideSpec(_Model):
             raise ValueError(msg)
         if self.tier is not None and self.value is not None:
             msg = "a tier override takes no 'value' (the tier is the value)"
+            raise ValueError(msg)
+        if self.starts is not None and self.starts >= self.expires:
+            msg = "'starts' must be before 'expires', or the override never applies"
             raise ValueError(msg)
         return self
 
@@ -194,12 +214,3 @@ SPEC_MODELS: dict[str, type[_Model]] = {
 
 SINGLETON_KINDS = frozenset({"Tiers"})
 """Kinds of which a policy set holds at most one document."""
-
-
-def parse_duration_days(text: str) -> dt.timedelta | None:
-    """Parse ``90d``, ``36h``, ``1d12h`` into a timedelta; ``None`` when malformed."""
-    match = _DURATION_RE.match(text)
-    if not text or match is None:
-        return None
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._context import parse_timestamp
@@ -19,7 +20,7 @@ from ._tiers import TierModel, active_overrides
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Sequence
 
     from ._overrides import Override
     from ._policyset import PolicySet
@@ -247,7 +248,7 @@ class Engine:
     def _invalid_seller(self, context: Mapping[str, object]) -> NoReturn:
         """Raise the InvalidContextError that says what is wrong with ``seller``."""
         seller = context.get("seller")
-        if not isinstance(seller, dict):
+        if not isinstance(seller, Mapping):
             raise InvalidContextError("the context needs a 'seller' object with 'id' and 'tier'")
         seller_id = seller.get("id")
         tier = seller.get("tier")
@@ -302,7 +303,7 @@ class Engine:
 
 def _below_since(context: Mapping[str, object]) -> dt.datetime | None:
     seller = context.get("seller")
-    value = seller.get("below_since") if isinstance(seller, dict) else None
+    value = seller.get("below_since") if isinstance(seller, Mapping) else None
     if value is None:
         return None
     if isinstance(value, dt.datetime):

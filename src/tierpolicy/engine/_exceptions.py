@@ -69,7 +69,8 @@ class ExpressionError(PolicyError):
         length: How many characters the problem spans (at least 1).
         hint: An optional suggestion such as a "did you mean".
         reason: A machine-readable cause: ``syntax``, ``unsupported``, ``type``,
-            ``unknown_attribute``, ``regex`` or ``type_name``.
+            ``unknown_attribute``, ``regex``, ``type_name`` or ``value`` (a constant
+            argument that can never be converted, such as ``duration("90d")``).
     """
 
     def __init__(

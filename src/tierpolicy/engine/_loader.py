@@ -44,6 +44,7 @@ _EXPRESSION_CODES = {
     "unknown_attribute": Code.UNKNOWN_ATTRIBUTE,
     "regex": Code.INVALID_REGEX,
     "type_name": Code.INVALID_TYPE_NAME,
+    "value": Code.INVALID_LITERAL,
 }
 
 Path_ = tuple[str | int, ...]

@@ -57,8 +57,10 @@ class Override:
         if self.kind == "feature" and not isinstance(self.value, bool):
             msg = "a feature override's value is true or false"
             raise ValueError(msg)
-        if self.kind == "limit" and (
-            isinstance(self.value, bool) or (self.value is not None and self.value < 0)
+        if (
+            self.kind == "limit"
+            and self.value is not None
+            and (type(self.value) is not int or self.value < 0)
         ):
             msg = 'a limit override\'s value is a whole number >= 0, or unlimited ("unlimited" in JSON, None in Python)'
             raise ValueError(msg)

@@ -10,7 +10,7 @@ import yaml
 from ._yaml import resolve_plain
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from pydantic import BaseModel
 
@@ -79,7 +79,7 @@ class PolicySet:
         """Render the set as canonical YAML, one file per document kind.
 
         Loading the result gives a policy set that decides exactly as this one does
-        (comments and formatting are not kept; see ``tierpolicy fmt`` for that).
+        (comments and formatting are not kept).
         """
         by_kind: dict[str, list[dict[str, object]]] = {}
         for document in self.documents:
@@ -87,7 +87,7 @@ class PolicySet:
         return {f"{kind.lower()}.yaml": dump_yaml(docs) for kind, docs in by_kind.items()}
 
 
-def dump_yaml(documents: list[object], *, flow: bool = False) -> str:
+def dump_yaml(documents: Sequence[object], *, flow: bool = False) -> str:
     """Render plain data as YAML that our YAML 1.2 reader reads back to equal data."""
     return yaml.dump_all(
         documents, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=flow

@@ -21,6 +21,7 @@ def kind_schema(kind: str) -> dict[str, Any]:
     defs: dict[str, Any] = {**spec.pop("$defs", {}), **metadata.pop("$defs", {})}
     defs["Metadata"] = metadata
     defs[f"{kind}Spec"] = spec
+    _tighten(defs)
     return {
         "$schema": SCHEMA_DIALECT,
         "$id": f"{SCHEMA_BASE}/{kind.lower()}.json",
@@ -61,3 +62,20 @@ def set_schema() -> dict[str, Any]:
         "allOf": branches,
         "$defs": defs,
     }
+
+
+def _tighten(node: object) -> None:
+    """Make name-keyed mappings reject keys that do not match the name pattern.
+
+    Pydantic renders ``dict[Name, X]`` as ``patternProperties`` alone, which lets any
+    other key through; the loader rejects such keys, so the schema must as well.
+    """
+    if isinstance(node, dict):
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict) and "additionalProperties" not in node:
+            node["additionalProperties"] = False
+        for child in node.values():
+            _tighten(child)
+    elif isinstance(node, list):
+        for child in node:
+            _tighten(child)

@@ -9,6 +9,8 @@ a few index lookups, plus a condition or a rollout hash where the policy asks fo
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from ._decisions import (
@@ -22,10 +24,9 @@ from ._decisions import (
 )
 from ._exceptions import ConditionError
 from ._rollout import BASIS_POINTS, rollout_bucket
-import datetime as dt
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Sequence
 
     from ._overrides import Override
     from .cel import Program
@@ -133,7 +134,9 @@ class CompiledFeature:
         if self.rollout_bp is not None and self.rollout_bp < BASIS_POINTS:
             allow_reason = Reason.ROLLOUT_INCLUDED
         shared = {
-            "allow": build(allow_reason, lambda tier: f"tier {tier} includes {self.name}{extra}", allowed=True),
+            "allow": build(
+                allow_reason, lambda tier: f"tier {tier} includes {self.name}{extra}", allowed=True
+            ),
             "deny_tier": build(tier_reason, tier_message),
             "deny_condition": build(
                 Reason.CONDITION_FALSE, f"the condition of {self.name} is not met{condition}"
@@ -530,7 +533,7 @@ def lookup(context: Mapping[str, object], dotted: str) -> object:
     """Return the context value at a dotted path, or ``None`` when absent."""
     node: object = context
     for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if not isinstance(node, Mapping) or part not in node:
             return None
         node = node[part]
     return node
