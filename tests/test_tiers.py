@@ -111,7 +111,7 @@ def test_static_decisions_equal_what_decide_returns(rollout_bp):
 def test_shared_decisions_cover_every_tier_with_the_feature_fields():
     """Every shared decision tuple has one decision per tier with the feature's rule and version."""
     compiled = feature("seller.verified", 2_500)
-    for name in ("allow", "deny_tier", "deny_condition", "deny_rollout", "deny_disabled"):
+    for name in ("outcome", "deny_condition", "deny_rollout"):
         decisions = getattr(compiled, name)
         assert [d.tier for d in decisions] == list(TIERS), name
         assert {(d.feature, d.rule, d.source, d.policy_version, d.trace) for d in decisions} == {
@@ -136,18 +136,18 @@ def test_shared_decisions_cover_every_tier_with_the_feature_fields():
 )
 def test_allow_reason_and_message_name_what_was_met(condition, rollout_bp, reason, message):
     """The allow decision's reason is the strongest check passed, and its message lists them."""
-    allow = feature(condition, rollout_bp).allow[2]
+    allow = feature(condition, rollout_bp).outcome[2]
     assert (allow.allowed, allow.reason, allow.message) == (True, reason, message)
 
 
 def test_denial_messages():
     """Tier, condition and rollout denials explain themselves, quoting the policy."""
     compiled = feature("metrics.rating >= 4.5", 1_250)
-    assert compiled.deny_tier[0].message == "f needs tier silver or higher; the seller is bronze"
-    assert compiled.deny_tier[0].reason is Reason.TIER_BELOW_MINIMUM
+    assert compiled.outcome[0].message == "f needs tier silver or higher; the seller is bronze"
+    assert compiled.outcome[0].reason is Reason.TIER_BELOW_MINIMUM
     assert compiled.deny_condition[2].message == "the condition of f is not met: metrics.rating >= 4.5"
     assert compiled.deny_rollout[2].message == "the seller is outside the 12.5% rollout of f"
-    listed = feature(explicit=True).deny_tier[0]
+    listed = feature(explicit=True).outcome[0]
     assert (listed.reason, listed.message) == (
         Reason.TIER_NOT_LISTED,
         "f is available only to tiers silver, gold",
@@ -165,11 +165,11 @@ def test_decide_with_a_condition_and_rollout():
     """decide() checks the tier, then the condition, then the seller's pinned rollout bucket."""
     bucket = rollout_bucket("f", "s-1")
     admits, excludes = feature("metrics.rating >= 4.5", bucket + 1), feature("metrics.rating >= 4.5", bucket)
-    assert admits.decide(2, GOOD, "s-1", NOW, None, None) is admits.allow[2]
+    assert admits.decide(2, GOOD, "s-1", NOW, None, None) is admits.outcome[2]
     assert excludes.decide(2, GOOD, "s-1", NOW, None, None) is excludes.deny_rollout[2]
     bad = {**GOOD, "metrics": {"rating": 1.0}}
     assert admits.decide(2, bad, "s-1", NOW, None, None) is admits.deny_condition[2]
-    assert admits.decide(0, GOOD, "s-1", NOW, None, None) is admits.deny_tier[0]
+    assert admits.decide(0, GOOD, "s-1", NOW, None, None) is admits.outcome[0]
 
 
 def test_feature_override_beats_the_tier_but_not_the_kill_switch():
@@ -310,3 +310,14 @@ def test_later_tier_override_for_another_tier_is_a_separate_target():
     """Two tier overrides for different tiers are different targets, both returned in order."""
     gold, silver = override("tier", "gold", None), override("tier", "silver", None)
     assert list(active_overrides([gold], [silver], "s-1", NOW).values()) == [gold, silver]
+
+
+def test_only_reachable_outcomes_are_built():
+    """Denials for gates a feature lacks are not built; ungranted tiers reuse the tier denial."""
+    plain = feature()
+    assert (plain.deny_condition, plain.deny_rollout, plain.deny_disabled) == ((), (), ())
+    conditional = feature("seller.verified")
+    assert conditional.deny_condition[0] is conditional.outcome[0]
+    assert conditional.deny_condition[2] is not conditional.outcome[2]
+    assert conditional.plain_condition
+    assert not feature("seller.verified", 5_000).plain_condition

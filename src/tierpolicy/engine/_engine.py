@@ -11,6 +11,7 @@ from ._context import parse_timestamp
 from ._decisions import Entitlements, FeatureDecision, LimitDecision, TierDecision, TraceStep
 from ._diagnostics import closest
 from ._exceptions import (
+    ConditionError,
     InvalidContextError,
     UnknownFeatureError,
     UnknownLimitError,
@@ -124,6 +125,19 @@ class Engine:
             if compiled.static is not None:
                 return compiled.static[tier_index]
             when = (now or self._clock()) if compiled.needs_now else _UNUSED_NOW
+            if compiled.plain_condition and compiled.grants[tier_index]:
+                # The common conditional case, without the general decide(); its error
+                # path is left to decide(), which builds the CONDITION_ERROR decision.
+                try:
+                    holds = compiled.condition.evaluate(  # type: ignore[union-attr]
+                        {**context, "now": when} if compiled.needs_now else context
+                    )
+                except ConditionError:
+                    pass  # contextlib.suppress would cost more than the whole check
+                else:
+                    return (
+                        compiled.outcome[tier_index] if holds is True else compiled.deny_condition[tier_index]
+                    )
             return compiled.decide(tier_index, context, seller_id, when, None, None)
         when = now or self._clock()
         steps: list[TraceStep] | None = [] if trace else None

@@ -26,7 +26,7 @@ from ._exceptions import ConditionError
 from ._rollout import BASIS_POINTS, rollout_bucket
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ._overrides import Override
     from .cel import Program
@@ -85,79 +85,83 @@ class CompiledFeature:
     rollout_bp: int | None
     enabled: bool
     policy_version: str
-    # Shared decisions, one per tier index, for the outcomes that need no context.
-    allow: tuple[FeatureDecision, ...] = ()
-    deny_tier: tuple[FeatureDecision, ...] = ()
+    # Shared decisions, one per tier index, built only for outcomes the feature can have
+    # (a feature without a condition never denies for one): building all five for every
+    # feature would multiply the objects a large set holds.
+    outcome: tuple[FeatureDecision, ...] = ()
+    """Per tier: allowed (every gate passed) if the tier is granted, else denied for the tier."""
     deny_condition: tuple[FeatureDecision, ...] = ()
     deny_rollout: tuple[FeatureDecision, ...] = ()
     deny_disabled: tuple[FeatureDecision, ...] = ()
     static: tuple[FeatureDecision, ...] | None = None
     """Per tier, the decision when it needs no context (no condition, no rollout)."""
+    plain_condition: bool = False
+    """Enabled, with a condition and no partial rollout: the engine's second fast path."""
     needs_now: bool = False
 
     def __post_init__(self) -> None:
-        def build(
-            reason: Reason, message: str | Callable[[str], str], *, allowed: bool = False
-        ) -> tuple[FeatureDecision, ...]:
-            # Messages quote policy text (conditions may hold braces), so never str.format them.
-            return tuple(
-                FeatureDecision(
-                    feature=self.name,
-                    allowed=allowed,
-                    reason=reason,
-                    rule=self.rule,
-                    source=self.source,
-                    tier=tier,
-                    policy_version=self.policy_version,
-                    message=message(tier) if callable(message) else message,
-                )
-                for tier in self.tiers
+        def make(tier: str, reason: Reason, message: str, *, allowed: bool = False) -> FeatureDecision:
+            return FeatureDecision(
+                feature=self.name,
+                allowed=allowed,
+                reason=reason,
+                rule=self.rule,
+                source=self.source,
+                tier=tier,
+                policy_version=self.policy_version,
+                message=message,
             )
 
-        tier_reason = Reason.TIER_NOT_LISTED if self.explicit_tiers else Reason.TIER_BELOW_MINIMUM
-        granted = ", ".join(t for t, g in zip(self.tiers, self.grants, strict=True) if g)
-        tier_message = (
-            f"{self.name} is available only to tiers {granted}"
-            if self.explicit_tiers
-            else lambda tier: f"{self.name} needs tier {self.minimum} or higher; the seller is {tier}"
-        )
-        condition = f": {self.condition.source}" if self.condition else ""
-        met = []
-        if self.condition is not None:
-            met.append("its condition holds")
-        if self.rollout_bp is not None and self.rollout_bp < BASIS_POINTS:
-            met.append(f"the seller is in its {self.rollout_bp / 100:g}% rollout")
+        def granted_only(reason: Reason, message: str) -> tuple[FeatureDecision, ...]:
+            # Tiers without the feature never pass the tier gate, so the later gates'
+            # denials exist only for granted tiers; the others reuse the tier denial.
+            return tuple(
+                make(tier, reason, message) if granted else outcome[index]
+                for index, (tier, granted) in enumerate(zip(self.tiers, self.grants, strict=True))
+            )
+
+        # Messages quote policy text (conditions may hold braces): f-strings, never str.format.
+        has_rollout = self.rollout_bp is not None and self.rollout_bp < BASIS_POINTS
+        percent = f"{(self.rollout_bp or 0) / 100:g}%"
+        met = [
+            *(["its condition holds"] if self.condition is not None else []),
+            *([f"the seller is in its {percent} rollout"] if has_rollout else []),
+        ]
         extra = f" and {' and '.join(met)}" if met else ""
         allow_reason = Reason.TIER_MATCH
         if self.condition is not None:
             allow_reason = Reason.CONDITION_MATCH
-        if self.rollout_bp is not None and self.rollout_bp < BASIS_POINTS:
+        if has_rollout:
             allow_reason = Reason.ROLLOUT_INCLUDED
-        shared = {
-            "allow": build(
-                allow_reason, lambda tier: f"tier {tier} includes {self.name}{extra}", allowed=True
-            ),
-            "deny_tier": build(tier_reason, tier_message),
-            "deny_condition": build(
-                Reason.CONDITION_FALSE, f"the condition of {self.name} is not met{condition}"
-            ),
-            "deny_rollout": build(
-                Reason.ROLLOUT_EXCLUDED,
-                f"the seller is outside the {(self.rollout_bp or 0) / 100:g}% rollout of {self.name}",
-            ),
-            "deny_disabled": build(Reason.DISABLED, f"{self.name} is switched off for everyone"),
-        }
-        for name, value in shared.items():
-            object.__setattr__(self, name, value)
-        if not self.enabled:
-            object.__setattr__(self, "static", self.deny_disabled)
-        elif self.condition is None and (self.rollout_bp is None or self.rollout_bp >= BASIS_POINTS):
-            static = tuple(
-                allow if granted else deny
-                for allow, deny, granted in zip(self.allow, self.deny_tier, self.grants, strict=True)
+        listed = ", ".join(t for t, g in zip(self.tiers, self.grants, strict=True) if g)
+        outcome = tuple(
+            make(tier, allow_reason, f"tier {tier} includes {self.name}{extra}", allowed=True)
+            if granted
+            else make(tier, Reason.TIER_NOT_LISTED, f"{self.name} is available only to tiers {listed}")
+            if self.explicit_tiers
+            else make(
+                tier,
+                Reason.TIER_BELOW_MINIMUM,
+                f"{self.name} needs tier {self.minimum} or higher; the seller is {tier}",
             )
-            object.__setattr__(self, "static", static)
-        object.__setattr__(self, "needs_now", self.condition is not None and reads_now(self.condition))
+            for tier, granted in zip(self.tiers, self.grants, strict=True)
+        )
+        set_ = object.__setattr__
+        set_(self, "outcome", outcome)
+        if not self.enabled:
+            message = f"{self.name} is switched off for everyone"
+            set_(self, "deny_disabled", tuple(make(tier, Reason.DISABLED, message) for tier in self.tiers))
+            set_(self, "static", self.deny_disabled)
+        if self.condition is not None:
+            message = f"the condition of {self.name} is not met: {self.condition.source}"
+            set_(self, "deny_condition", granted_only(Reason.CONDITION_FALSE, message))
+            set_(self, "needs_now", reads_now(self.condition))
+        if has_rollout:
+            message = f"the seller is outside the {percent} rollout of {self.name}"
+            set_(self, "deny_rollout", granted_only(Reason.ROLLOUT_EXCLUDED, message))
+        if self.enabled and self.condition is None and not has_rollout:
+            set_(self, "static", outcome)
+        set_(self, "plain_condition", self.enabled and self.condition is not None and not has_rollout)
 
     def decide(
         self,
@@ -207,8 +211,8 @@ class CompiledFeature:
             )
         if not self.grants[tier_index]:
             if trace is not None:
-                trace.append(TraceStep("tier", "fail", self.deny_tier[tier_index].message, self.rule))
-            return self.deny_tier[tier_index] if trace is None else _finish(self.deny_tier[tier_index], trace)
+                trace.append(TraceStep("tier", "fail", self.outcome[tier_index].message, self.rule))
+            return self.outcome[tier_index] if trace is None else _finish(self.outcome[tier_index], trace)
         if trace is not None:
             trace.append(TraceStep("tier", "pass", f"tier {self.tiers[tier_index]} is eligible", self.rule))
         condition = self.condition
@@ -270,7 +274,7 @@ class CompiledFeature:
                         self.rule,
                     )
                 )
-        return self.allow[tier_index] if trace is None else _finish(self.allow[tier_index], trace)
+        return self.outcome[tier_index] if trace is None else _finish(self.outcome[tier_index], trace)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
