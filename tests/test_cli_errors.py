@@ -290,3 +290,19 @@ def test_schema_output_onto_a_file_is_a_usage_error(monkeypatch, capsys, tmp_pat
     code, _, err = run(monkeypatch, capsys, "schema", "--output", str(occupied))
     assert "internal error" not in err
     assert code == 2
+
+
+def test_explain_shows_what_keeps_the_tier(monkeypatch, capsys, policies):
+    """During a pending downgrade, explain lists the clauses that would keep the tier, in JSON spelling."""
+    request = {
+        "context": {
+            "seller": {"id": "s-1", "tier": "gold", "below_since": "2026-11-01T00:00:00Z"},
+            "metrics": {"orders": 150, "rating": 4.8, "claim_rate": 0.05},
+        },
+        "now": "2026-11-28T00:00:00Z",
+        "queries": [{"kind": "tier"}],
+    }
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(json.dumps(request).encode())))
+    code, out, _ = run(monkeypatch, capsys, "explain", "-p", str(policies), "-i", "-")
+    assert code == 0
+    assert "    to keep: metrics.claim_rate < 0.01 (actual: 0.05)" in out

@@ -132,10 +132,10 @@ def test_active_window_compares_instants_across_timezones():
     assert override.active_at(NOW - dt.timedelta(seconds=1))
 
 
-def test_start_after_expiry_is_never_active():
-    """An override whose start is not before its expiry never applies."""
-    override = feature(starts_at=LATER, expires_at=LATER)
-    assert not any(override.active_at(LATER + dt.timedelta(seconds=s)) for s in (-1, 0, 1))
+def test_start_not_before_expiry_is_refused():
+    """An override whose start is not before its expiry could never apply, so it is refused."""
+    with pytest.raises(ValueError, match="start must be before its expiry"):
+        feature(starts_at=LATER, expires_at=LATER)
 
 
 @pytest.mark.parametrize(

@@ -485,8 +485,8 @@ def _runtime_overrides(draw: st.DrawFn, engine: Engine, seller_id: str) -> list[
                 target=target,
                 value=value,
                 reason=draw(st.text(min_size=1, max_size=8)),
-                expires_at=draw(_NOWS),
-                starts_at=draw(st.none() | _NOWS),
+                expires_at=(expires := draw(_NOWS)),
+                starts_at=draw(st.none() | _NOWS.filter(lambda moment, end=expires: moment < end)),
                 rule=f"override:db-{len(overrides)}",
             )
         )

@@ -340,12 +340,13 @@ def test_model_validator_message_is_shown_without_the_input_mapping():
 
 
 def test_timestamp_type_error_gives_an_example():
-    """A value that is no timestamp is a wrong type, with an example of one."""
+    """Text that is no RFC 3339 timestamp is an invalid value, with an example of one."""
     data = tiers(overrides=[{"seller": "s", "tier": "a", "reason": "r", "expires": "soon"}])
     [(path, code, text, _, _)] = translated(TiersSpec, data)
-    assert (path, code) == (("overrides", 0, "expires"), Code.WRONG_TYPE)
+    assert (path, code) == (("overrides", 0, "expires"), Code.INVALID_VALUE)
     assert text == (
-        "spec.overrides[0].expires should be a timestamp such as 2026-12-31T00:00:00Z, found the text 'soon'"
+        "spec.overrides[0].expires: expected an RFC 3339 timestamp with a timezone,"
+        " such as 2026-12-31T00:00:00Z (found the text 'soon')"
     )
 
 

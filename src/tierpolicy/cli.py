@@ -248,10 +248,14 @@ def _explain(out: Console, result: dict[str, Any], index: int) -> None:
             }[step["outcome"]]
             rule = f" [dim]{escape(step['rule'])}[/]" if step.get("rule") else ""
             out.print(f"    {mark} {step['step']}: {escape(step['detail'])}{rule}")
-        for missing in item.get("missing", []):
-            out.print(
-                f"    missing for {decision['next_tier']}: {escape(missing['clause'])} (actual: {missing['actual']})"
-            )
+        for key, label in (
+            ("missing", f"missing for {decision.get('next_tier')}"),
+            ("keep_missing", "to keep"),
+        ):
+            for missing in item.get(key, []):
+                # JSON spelling (null, true, "FR"), as in the eval answer, not Python's.
+                actual = json.dumps(missing["actual"], ensure_ascii=False)
+                out.print(f"    {label}: {escape(missing['clause'])} (actual: {escape(actual)})")
         out.print(
             f"    [dim]rule {escape(item['rule'])} at {escape(item['source'])}; policy version {item['policy_version']}[/]"
         )

@@ -105,8 +105,8 @@ def build_environment(
                             SchemaError(
                                 f"attribute name {key!r} cannot be used in conditions",
                                 path,
-                                hint="use letters, digits and '_', starting with a letter or '_'"
-                                " (CEL reserved words such as 'in' or 'null' are not allowed)",
+                                hint="use letters, digits and '_', starting with a letter or '_';"
+                                " CEL reserved words such as 'in' or 'null' are not allowed",
                                 code=Code.INVALID_VALUE,
                             ),
                             where(path),

@@ -22,6 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from ._exceptions import ConditionError
+from .cel import _values as cel_values
+
 API_VERSION = "tierpolicy/v1"
 """The only document format version this release reads."""
 
@@ -37,11 +40,15 @@ LimitValue: TypeAlias = Annotated[StrictInt, Field(ge=0)] | Unlimited
 
 
 def _timestamp_text(value: object) -> object:
-    # Lax datetime parsing would read the number 2027 as seconds after 1970.
-    if not isinstance(value, (str, dt.datetime)):
-        msg = "expected a timestamp such as 2026-12-31T00:00:00Z"
-        raise ValueError(msg)  # noqa: TRY004  pydantic reports ValueError, not TypeError
-    return value
+    # Lax datetime parsing would read 2027 or "1830297600" as seconds after 1970: accept
+    # RFC 3339 text only, parsed exactly as conditions parse timestamps.
+    if isinstance(value, str):
+        try:
+            return cel_values.parse_timestamp(value)
+        except ConditionError:
+            pass
+    msg = "expected an RFC 3339 timestamp with a timezone, such as 2026-12-31T00:00:00Z"
+    raise ValueError(msg)
 
 
 Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_text), Field(strict=False)]
@@ -186,14 +193,6 @@ class OverrideSpec(_Model):
             msg = "'starts' must be before 'expires', or the override never applies"
             raise ValueError(msg)
         return self
-
-    @field_validator("expires", "starts")
-    @classmethod
-    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
-        if value is not None and value.tzinfo is None:
-            msg = "timestamps need a timezone, e.g. 2026-12-31T00:00:00Z"
-            raise ValueError(msg)
-        return value
 
 
 class TiersSpec(_Model):

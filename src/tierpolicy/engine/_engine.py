@@ -17,7 +17,7 @@ from ._exceptions import (
     UnknownLimitError,
 )
 from ._loader import load as load_policy_set
-from ._tiers import TierModel, active_overrides
+from ._tiers import TierModel, active_overrides, iso
 
 if TYPE_CHECKING:
     import os
@@ -307,7 +307,7 @@ class Engine:
                         TraceStep(
                             "override",
                             "pass",
-                            f"tier {target} by override until {override.expires_at.isoformat()} ({override.reason})",
+                            f"tier {target} by override until {iso(override.expires_at)} ({override.reason})",
                             override.rule,
                         )
                     )

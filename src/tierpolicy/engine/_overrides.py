@@ -64,6 +64,9 @@ class Override:
         ):
             msg = 'a limit override\'s value is a whole number >= 0, or unlimited ("unlimited" in JSON, None in Python)'
             raise ValueError(msg)
+        if self.starts_at is not None and self.starts_at >= self.expires_at:
+            msg = "an override's start must be before its expiry, or it never applies"
+            raise ValueError(msg)
         if self.kind == "tier" and self.value is not None:
             msg = "a tier override names the tier in 'target' and has no value"
             raise ValueError(msg)

@@ -384,14 +384,19 @@ class CompiledProgression:
         """Work out the qualified tier, the action, and what is missing for the next tier.
 
         A rule that cannot be evaluated (a metric missing from the context) counts as not
-        met for upgrades, but never causes a downgrade: when a rule at or above the
-        current tier errs, the seller keeps the tier and the reason is CONDITION_ERROR.
+        met for upgrades, but never causes a downgrade: when a rule above the
+        qualified tier errs and the metrics would otherwise lower the tier, the seller keeps
+        the tier and the reason is CONDITION_ERROR.
         """
         qualified_index, decided_by, errors = self._qualified(context, now, trace)
         qualified = self.tiers[qualified_index]
         current = self.tiers[current_index]
         downgrade_at: dt.datetime | None = None
-        uncertain = [index for index in errors if index >= current_index > qualified_index]
+        # Any unevaluable rule above the qualified tier might have held: never lower the
+        # tier on a guess (a missing metric is a caller bug, not a seller's failure).
+        uncertain = (
+            [index for index in errors if index > qualified_index] if current_index > qualified_index else []
+        )
         if tier_override is not None:
             action, effective_index = Action.KEEP, current_index
             reason, rule, source = Reason.OVERRIDE, tier_override.rule, tier_override.source
