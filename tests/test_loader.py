@@ -9,7 +9,8 @@ import pytest
 import tierpolicy
 from support import SMALL_SET
 from tierpolicy import Code, Position
-from tierpolicy.engine._loader import SourceFile, check_files, expression_position
+from tierpolicy.engine._compiling import expression_position
+from tierpolicy.engine._loader import SourceFile, check_files
 
 HEADER = "apiVersion: tierpolicy/v1\nkind: Tiers\nmetadata: {name: t}\nspec:\n"
 

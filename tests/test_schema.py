@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from tierpolicy.engine._documents import API_VERSION, SPEC_MODELS, Metadata
+from tierpolicy.engine._documents import API_VERSION, Metadata
+from tierpolicy.engine._kinds import SPEC_MODELS
 from tierpolicy.engine._schema import SCHEMA_BASE, SCHEMA_DIALECT, kind_schema, set_schema
 from tierpolicy.engine._yaml import read_documents
 

@@ -23,10 +23,10 @@ else:
     _CLI_EXTRA = True
 
 from . import __name__ as _package
-from .engine._documents import SPEC_MODELS
 from .engine._engine import Engine
 from .engine._evaluation import dumps, evaluate
 from .engine._exceptions import InvalidRequestError, TierpolicyError
+from .engine._kinds import SPEC_MODELS
 from .engine._loader import check as check_policies
 from .engine._schema import kind_schema, set_schema
 

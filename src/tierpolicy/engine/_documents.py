@@ -1,8 +1,8 @@
 """Pydantic models of the policy document kinds.
 
 Every document is an envelope with ``apiVersion``, ``kind``, ``metadata`` and ``spec``;
-the kind picks the model of ``spec``. Unknown keys are errors everywhere. New kinds are
-added to :data:`SPEC_MODELS` without reshaping the others.
+the kind picks the model of ``spec`` (see :mod:`._kinds`). Unknown keys are errors
+everywhere. This module holds the shared base and the Context and Tiers kinds.
 """
 
 from __future__ import annotations
@@ -54,11 +54,13 @@ def _timestamp_text(value: object) -> object:
 Timestamp = Annotated[dt.datetime, BeforeValidator(_timestamp_text), Field(strict=False)]
 
 
-class _Model(BaseModel):
+class SpecModel(BaseModel):
+    """Base of every document model: unknown keys rejected, frozen, strict types."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=False)
 
 
-class Metadata(_Model):
+class Metadata(SpecModel):
     """Identifies a document inside its policy set."""
 
     name: Name
@@ -69,7 +71,7 @@ class Metadata(_Model):
 # --------------------------------------------------------------------------- Context
 
 
-class ContextSpec(_Model):
+class ContextSpec(SpecModel):
     """Declares the attributes that conditions may read.
 
     Leaves are CEL type names (``bool``, ``int``, ``double``, ``string``, ``timestamp``,
@@ -85,14 +87,14 @@ class ContextSpec(_Model):
 # --------------------------------------------------------------------------- Tiers
 
 
-class TierSpec(_Model):
+class TierSpec(SpecModel):
     """One tier, in ascending order within the ``tiers`` list."""
 
     name: TierName
     description: Description = ""
 
 
-class FeatureSpec(_Model):
+class FeatureSpec(SpecModel):
     """A gated feature.
 
     Exactly one of ``from`` (this tier and every higher one) and ``tiers`` (exactly these
@@ -126,7 +128,7 @@ class FeatureSpec(_Model):
         return value
 
 
-class LimitSpec(_Model):
+class LimitSpec(SpecModel):
     """A numeric limit per tier; a tier without a value inherits the next lower tier's."""
 
     description: Description = ""
@@ -134,14 +136,14 @@ class LimitSpec(_Model):
     values: dict[TierName, LimitValue] = Field(min_length=1)
 
 
-class ProgressionRuleSpec(_Model):
+class ProgressionRuleSpec(SpecModel):
     """The condition a seller's metrics must meet to qualify for a tier."""
 
     when: Expression
     description: Description = ""
 
 
-class ProgressionSpec(_Model):
+class ProgressionSpec(SpecModel):
     """How sellers move between tiers from their metrics."""
 
     window_days: Annotated[StrictInt, Field(ge=1, le=3660)] = 60
@@ -149,7 +151,7 @@ class ProgressionSpec(_Model):
     rules: dict[TierName, ProgressionRuleSpec] = Field(min_length=1)
 
 
-class OverrideSpec(_Model):
+class OverrideSpec(SpecModel):
     """A per-seller exception with a reason and an expiry.
 
     Exactly one of ``feature``, ``limit`` and ``tier`` names the target. ``id`` gives the
@@ -195,7 +197,7 @@ class OverrideSpec(_Model):
         return self
 
 
-class TiersSpec(_Model):
+class TiersSpec(SpecModel):
     """The tiers kind: tier order, features, limits, progression and overrides."""
 
     tiers: list[TierSpec] = Field(min_length=1, max_length=64)
@@ -203,13 +205,3 @@ class TiersSpec(_Model):
     limits: dict[Name, LimitSpec] = Field(default_factory=dict)
     progression: ProgressionSpec | None = None
     overrides: list[OverrideSpec] = Field(default_factory=list)
-
-
-SPEC_MODELS: dict[str, type[_Model]] = {
-    "Context": ContextSpec,
-    "Tiers": TiersSpec,
-}
-"""Document kind -> the model of its ``spec``."""
-
-SINGLETON_KINDS = frozenset({"Tiers"})
-"""Kinds of which a policy set holds at most one document."""

@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ValidationError
 
 from . import _validation
+from ._compiling import Collector, CompileContext, ParsedDocument
 from ._context import build_environment
-from ._diagnostics import Code, Diagnostic, Position, Severity, did_you_mean, sort_key
-from ._documents import API_VERSION, SINGLETON_KINDS, SPEC_MODELS, Metadata, TiersSpec
-from ._exceptions import ExpressionError, PolicyLoadError
+from ._diagnostics import Code, Diagnostic, Position, did_you_mean, sort_key
+from ._documents import API_VERSION, Metadata, TiersSpec
+from ._exceptions import PolicyLoadError
+from ._kinds import KIND_COMPILERS, SINGLETON_KINDS, SPEC_MODELS
 from ._overrides import Override
 from ._policyset import PolicyDocument, PolicySet
 from ._rollout import percent_to_basis_points
 from ._tiers import CompiledFeature, CompiledLimit, CompiledProgression, CompiledRule, TierModel, iso
 from ._yaml import YamlDocument, YamlLimits, read_documents
-from .cel import CelType, Program, compile_expression
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,15 +38,6 @@ POLICY_SUFFIXES = (".yaml", ".yml")
 SKIPPED_DIRECTORIES = frozenset({"tests"})
 """Directories below the policy root that hold test suites, not policies."""
 
-_EXPRESSION_CODES = {
-    "syntax": Code.EXPRESSION_SYNTAX,
-    "unsupported": Code.EXPRESSION_SYNTAX,
-    "type": Code.EXPRESSION_TYPE,
-    "unknown_attribute": Code.UNKNOWN_ATTRIBUTE,
-    "regex": Code.INVALID_REGEX,
-    "type_name": Code.INVALID_TYPE_NAME,
-    "value": Code.INVALID_LITERAL,
-}
 
 Path_ = tuple[str | int, ...]
 
@@ -79,38 +71,6 @@ class CheckResult:
     def errors(self) -> tuple[Diagnostic, ...]:
         """The error diagnostics only."""
         return tuple(d for d in self.diagnostics if d.is_error)
-
-
-class _Collector:
-    """Collects diagnostics, mapping relative file names to display names."""
-
-    def __init__(self) -> None:
-        self.items: list[Diagnostic] = []
-
-    def add(
-        self,
-        position: Position,
-        code: Code,
-        message: str,
-        hint: str | None = None,
-        severity: Severity = "error",
-    ) -> None:
-        self.items.append(Diagnostic(position, severity, code, message, hint))
-
-    @property
-    def failed(self) -> bool:
-        return any(d.is_error for d in self.items)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Parsed:
-    file: str
-    doc: YamlDocument
-    lines: tuple[str, ...]
-    kind: str
-    name: str
-    metadata: Metadata
-    spec: BaseModel
 
 
 # --------------------------------------------------------------------------- entry points
@@ -159,7 +119,7 @@ def load_files(files: Mapping[str, bytes | str], *, root: str = "<memory>") -> P
 
 def check_files(files: Sequence[SourceFile], *, root: str) -> CheckResult:
     """Validate and compile already-read files; positions use the files' own names."""
-    out = _Collector()
+    out = Collector()
     if not files:
         out.add(
             Position(root),
@@ -290,8 +250,8 @@ def _digest(files: Sequence[SourceFile]) -> str:
 # --------------------------------------------------------------------------- documents
 
 
-def _parse_all(files: Sequence[SourceFile], out: _Collector) -> list[_Parsed]:
-    parsed: list[_Parsed] = []
+def _parse_all(files: Sequence[SourceFile], out: Collector) -> list[ParsedDocument]:
+    parsed: list[ParsedDocument] = []
     for source in files:
         documents, problems = read_documents(source.data, source.name)
         out.items.extend(problems)
@@ -305,7 +265,9 @@ def _parse_all(files: Sequence[SourceFile], out: _Collector) -> list[_Parsed]:
     return parsed
 
 
-def _parse_document(file: str, doc: YamlDocument, lines: tuple[str, ...], out: _Collector) -> _Parsed | None:
+def _parse_document(
+    file: str, doc: YamlDocument, lines: tuple[str, ...], out: Collector
+) -> ParsedDocument | None:
     value = doc.value
     if value is None:
         out.add(doc.start, Code.EMPTY_DOCUMENT, "this document is empty", severity="warning")
@@ -374,7 +336,7 @@ def _parse_document(file: str, doc: YamlDocument, lines: tuple[str, ...], out: _
     if not ok or metadata is None or spec is None:
         return None
     assert isinstance(metadata, Metadata)  # noqa: S101  validated as Metadata just above
-    return _Parsed(file, doc, lines, kind, metadata.name, metadata, spec)
+    return ParsedDocument(file, doc, lines, kind, metadata.name, metadata, spec)
 
 
 def _hint_with(first: str | None, second: str) -> str:
@@ -386,7 +348,7 @@ def _validate(
     data: object,
     where: str,
     doc: YamlDocument,
-    out: _Collector,
+    out: Collector,
     prefix: Path_,
 ) -> BaseModel | None:
     if data is None:
@@ -404,43 +366,16 @@ def _validate(
 # --------------------------------------------------------------------------- compiling
 
 
-class _Compiler:
-    """Cross-document checks and compilation of one policy set."""
-
-    def __init__(self, parsed: list[_Parsed], out: _Collector, version: str) -> None:
-        self.parsed = parsed
-        self.out = out
-        self.version = version
-        self.environment: dict[str, CelType] = {}
-
-    def source(self, item: _Parsed, path: Path_) -> str:
-        # Rules are named by their key (the feature, limit or tier name), so point there.
-        return str(item.doc.key_position_of(path))
-
-    def expression(
-        self, item: _Parsed, path: Path_, text: str, *, expected: CelType | None = None
-    ) -> Program | None:
-        try:
-            if expected is None:
-                return compile_expression(text, self.environment)
-            return compile_expression(text, self.environment, expected=expected)
-        except ExpressionError as exc:
-            position = expression_position(item.doc.position_of(path), item.lines, exc.offset)
-            code = _EXPRESSION_CODES.get(exc.reason, Code.EXPRESSION_SYNTAX)
-            self.out.add(position, code, f"in condition {text!r}: {exc.message}", hint=exc.hint)
-            return None
-
-
 def _compile(
-    parsed: list[_Parsed],
+    parsed: list[ParsedDocument],
     files: Sequence[SourceFile],
     root: str,
     digest: str,
     version: str,
-    out: _Collector,
+    out: Collector,
 ) -> PolicySet | None:
-    compiler = _Compiler(parsed, out, version)
-    seen: dict[tuple[str, str], _Parsed] = {}
+    compiler = CompileContext(parsed, out, version)
+    seen: dict[tuple[str, str], ParsedDocument] = {}
     for item in parsed:
         key = (item.kind, item.name)
         first = seen.get(key)
@@ -471,6 +406,11 @@ def _compile(
     compiler.environment = environment
     tiers_docs = [p for p in parsed if p.kind == "Tiers"]
     tier_model = _compile_tiers(compiler, tiers_docs[0]) if tiers_docs else None
+    models = {
+        kind: compile_kind(compiler, [p for p in parsed if p.kind == kind])
+        for kind, compile_kind in KIND_COMPILERS.items()
+        if any(p.kind == kind for p in parsed)
+    }
     if out.failed:
         return None
     return PolicySet(
@@ -483,18 +423,19 @@ def _compile(
         ),
         environment=environment,
         tiers=tier_model,
+        models=models,
         warnings=(),
     )
 
 
-def _key_locator(item: _Parsed) -> Callable[[tuple[str, ...]], Position]:
+def _key_locator(item: ParsedDocument) -> Callable[[tuple[str, ...]], Position]:
     def where(path: tuple[str, ...]) -> Position:
         return item.doc.key_position_of(("spec", "attributes", *path))
 
     return where
 
 
-def _compile_tiers(c: _Compiler, item: _Parsed) -> TierModel | None:
+def _compile_tiers(c: CompileContext, item: ParsedDocument) -> TierModel | None:
     spec = item.spec
     assert isinstance(spec, TiersSpec)  # noqa: S101  the Tiers kind validates to TiersSpec
     names: list[str] = []
@@ -684,36 +625,3 @@ def _compile_tiers(c: _Compiler, item: _Parsed) -> TierModel | None:
         overrides=tuple(overrides),
         overrides_by_seller={k: tuple(v) for k, v in by_seller.items()},
     )
-
-
-def expression_position(scalar: Position, lines: Sequence[str], offset: int) -> Position:
-    """Map an offset inside an expression to its line and column in the file.
-
-    Single-line plain and quoted scalars map exactly; for literal block scalars (``|``)
-    the offset is followed across lines; elsewhere the scalar's own position is used.
-    """
-    line_index = scalar.line - 1
-    if not 0 <= line_index < len(lines):
-        return scalar
-    text = lines[line_index]
-    start = scalar.column - 1
-    opener = text[start : start + 1]
-    if opener in {"'", '"'}:
-        return dataclasses.replace(scalar, column=scalar.column + 1 + offset)
-    if opener == "|":
-        body = line_index + 1
-        while body < len(lines) and not lines[body].strip():
-            body += 1
-        if body >= len(lines):
-            return scalar
-        indent = len(lines[body]) - len(lines[body].lstrip(" "))
-        consumed = 0
-        for k in range(body, len(lines)):
-            length = max(0, len(lines[k]) - indent)
-            if offset <= consumed + length:
-                return Position(scalar.file, k + 1, indent + 1 + offset - consumed)
-            consumed += length + 1
-        return scalar
-    if opener == ">":
-        return scalar
-    return dataclasses.replace(scalar, column=scalar.column + offset)

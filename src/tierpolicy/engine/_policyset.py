@@ -63,6 +63,7 @@ class PolicySet:
         documents: The validated documents, in file order.
         environment: The context schema conditions were checked against.
         tiers: The compiled tiers model, if the set has a ``Tiers`` document.
+        models: The compiled models of the other kinds, by kind (see :meth:`model`).
         warnings: Diagnostics that did not prevent loading.
     """
 
@@ -73,7 +74,12 @@ class PolicySet:
     documents: tuple[PolicyDocument, ...]
     environment: Mapping[str, CelType]
     tiers: TierModel | None
+    models: Mapping[str, object]
     warnings: tuple[Diagnostic, ...]
+
+    def model(self, kind: str) -> object | None:
+        """The compiled model of ``kind`` (e.g. ``Errors``), or ``None`` if the set has none."""
+        return self.models.get(kind)
 
     def dump(self) -> dict[str, str]:
         """Render the set as canonical YAML, one file per document kind.

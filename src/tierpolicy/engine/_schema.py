@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._documents import API_VERSION, SPEC_MODELS, Metadata
+from ._documents import API_VERSION, Metadata
+from ._kinds import SPEC_MODELS
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_BASE = "https://tierpolicy.dev/schemas/v1"

@@ -1,0 +1,39 @@
+"""The registry of document kinds: each kind's spec model and compiler.
+
+Context and Tiers are compiled by the loader itself; every other kind registers a
+compiler that turns its validated documents into an immutable model, stored on the
+policy set under the kind's name (:meth:`PolicySet.model`). Adding a kind means adding
+its model and compiler here, and nothing else changes shape.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from ._documents import ContextSpec, SpecModel, TiersSpec
+
+if TYPE_CHECKING:
+    from ._compiling import CompileContext, ParsedDocument
+
+
+class KindCompiler(Protocol):
+    """Compiles every document of one kind into that kind's model.
+
+    Problems go to ``context.out`` as positioned diagnostics; the return value is only
+    used when no error was reported anywhere in the set.
+    """
+
+    def __call__(self, context: CompileContext, documents: list[ParsedDocument], /) -> object: ...
+
+
+SPEC_MODELS: dict[str, type[SpecModel]] = {
+    "Context": ContextSpec,
+    "Tiers": TiersSpec,
+}
+"""Document kind -> the model of its ``spec``."""
+
+SINGLETON_KINDS = frozenset({"Tiers"})
+"""Kinds of which a policy set holds at most one document."""
+
+KIND_COMPILERS: dict[str, KindCompiler] = {}
+"""Kinds beyond Context and Tiers -> their compiler."""
