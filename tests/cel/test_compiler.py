@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from tierpolicy.engine._exceptions import ConditionError, ExpressionTypeError
+from tierpolicy.engine._exceptions import ConditionError, ExpressionSyntaxError, ExpressionTypeError
 from tierpolicy.engine.cel import (
     BOOL,
     DOUBLE,
@@ -417,6 +417,7 @@ def test_nested_macros():
         ("metrics.orders_60d * 100000000000000000 > 0", "integer overflow in '*'"),
         ("metrics.orders_60d + 9223372036854775807 > 0", "integer overflow in '+'"),
         ("-9223372036854775808 - metrics.orders_60d < 0", "integer overflow in '-'"),
+        ("-(-9223372036854775808) > metrics.orders_60d", "integer overflow in '-'"),
         ("metrics.orders_60d / (metrics.orders_60d - 150) > 0", "division by zero"),
         ("metrics.volume - 11u > 0u", "integer overflow in '-'"),
         ("metrics.rating + metrics.orders_60d > 0.0", "no matching overload for '+' on double and int"),
@@ -458,6 +459,24 @@ def test_timestamps_and_durations():
     assert fails("timestamp(seller.name) < now") == (
         'invalid timestamp "Anna\'s Antiques"; expected RFC 3339'
     )
+
+
+def test_zoned_accessors_reach_year_10000_and_year_0():
+    """A zone that puts the local time past the range's ends gives CEL's year, not an error."""
+    end = dt.datetime.max.replace(tzinfo=UTC)
+    assert run("now.getFullYear('+02:00')", expected=INT, now=end) == 10000
+    assert run("now.getDayOfWeek('+02:00')", expected=INT, now=end) == 6
+    start = dt.datetime(1, 1, 1, tzinfo=UTC)
+    assert run("now.getFullYear('-01:00')", expected=INT, now=start) == 0
+    assert run("now.getDayOfYear('-01:00')", expected=INT, now=start) == 365
+
+
+def test_several_minus_signs_before_int64_min_are_a_load_error():
+    """--9223372036854775808 is a syntax error even in a branch that never runs, as in CEL."""
+    with pytest.raises(ExpressionSyntaxError) as info:
+        compile_expression("true ? 1 : --9223372036854775808", ENV, expected=INT)
+    assert (info.value.message, info.value.offset) == ("int literal out of range", 13)
+    assert run("--9223372036854775807 == 9223372036854775807") is True
 
 
 def test_literal_regex_is_compiled_once():

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -176,27 +175,17 @@ def theirs(expr: str, context: Mapping[str, object]) -> Outcome:
 # changing the behaviour fails a test until the docs and this table follow.
 #
 # Known deviations are bugs reported to the owner of the CEL implementation; their
-# examples run as strict-xfail tests, so the fix turns them red: then delete the entry,
-# its examples and its clause in `explain_difference`.
+# examples run as strict-xfail tests, so the fix turns them red: then delete the entry
+# and its clause in `explain_difference`, and move its examples to the fixed ones, which
+# stay as regression tests.
 
 CONSTANT_ARGUMENTS = "deliberate difference: constant arguments"
-ZONED_EDGE = "known deviation: zoned accessor at the range ends"
-NEGATED_INT_MIN = "known deviation: --9223372036854775808"
 
 DIFFERENCES = {
     CONSTANT_ARGUMENTS: (
         "docs/cel.md, 'What is checked when the set loads': a conversion whose constant"
         " argument cannot convert is a load error even where CEL would never run it or"
         " would absorb its error (CEL: `true || bool('yes')` is true)"
-    ),
-    ZONED_EDGE: (
-        "a timestamp accessor with a time zone fails when the local time falls outside"
-        " years 1-9999; official: getFullYear('+02:00') of 9999-12-31T23:59:59Z is 10000"
-    ),
-    NEGATED_INT_MIN: (
-        "a minus sign belongs to an int literal only when exactly one precedes it"
-        " (official: `--9223372036854775808` is the out-of-range literal"
-        " 9223372036854775808, a compile error); ours folds the last of several signs"
     ),
 }
 """Every explained disagreement with the official runtime, by label."""
@@ -208,25 +197,24 @@ DELIBERATE_DIFFERENCE_EXAMPLES = {
 }
 """Minimal expressions on which we disagree with the official runtime by design."""
 
-KNOWN_DEVIATION_EXAMPLES = {
-    "true ? 1 : --9223372036854775808": NEGATED_INT_MIN,
-    "timestamp('9999-12-31T23:59:59Z').getFullYear('+02:00') == 10000": ZONED_EDGE,
-    "timestamp('0001-01-01T00:00:00Z').getDayOfYear('-01:00') == 365": ZONED_EDGE,
-}
+KNOWN_DEVIATION_EXAMPLES: dict[str, str] = {}
 """Minimal expressions on which we disagree with the official runtime by mistake."""
 
-_ZONED_ACCESSOR = re.compile(r"\.get\w+\(\"[+-]")
+FIXED_DEVIATION_EXAMPLES = (
+    "true ? 1 : --9223372036854775808",
+    "timestamp('9999-12-31T23:59:59Z').getFullYear('+02:00') == 10000",
+    "timestamp('0001-01-01T00:00:00Z').getDayOfYear('-01:00') == 365",
+)
+"""Minimal expressions of former known deviations, on which we now agree."""
 
 
-def explain_difference(expr: str, actual: Outcome, expected: Outcome) -> str | None:
+def explain_difference(actual: Outcome, expected: Outcome) -> str | None:
     """Return the label of the difference (see DIFFERENCES) behind a disagreement."""
     (value, message), (expected_value, _) = actual, expected
     if value != FAILED or expected_value == FAILED:
         return None
     if message.startswith("compile[value]"):
         return CONSTANT_ARGUMENTS
-    if message == "evaluate: timestamp out of range" and _ZONED_ACCESSOR.search(expr):
-        return ZONED_EDGE
     return None
 
 
@@ -251,7 +239,7 @@ def _check(expr: str, context: dict[str, object]) -> None:
     expected, actual = theirs(expr, context), ours(expr, context)
     expected = (_without_nan_sign(expected[0]), expected[1])
     if actual[0] != expected[0]:
-        reason = explain_difference(expr, actual, expected)
+        reason = explain_difference(actual, expected)
         if reason is not None:
             event(reason)
             reject()
@@ -269,12 +257,15 @@ def test_both_runtimes_declare_the_same_variables() -> None:
 @pytest.mark.parametrize(
     "expr",
     [
-        pytest.param(expr, marks=pytest.mark.xfail(strict=True, reason=DIFFERENCES[label]))
-        for expr, label in KNOWN_DEVIATION_EXAMPLES.items()
+        *FIXED_DEVIATION_EXAMPLES,
+        *(
+            pytest.param(expr, marks=pytest.mark.xfail(strict=True, reason=DIFFERENCES[label]))
+            for expr, label in KNOWN_DEVIATION_EXAMPLES.items()
+        ),
     ],
 )
-def test_known_deviation_examples(expr: str) -> None:
-    """A known deviation's example gives the official runtime's answer (xfail until fixed)."""
+def test_deviation_examples(expr: str) -> None:
+    """A deviation's example gives the official runtime's answer (xfail while it is known)."""
     assert ours(expr, {})[0] == theirs(expr, {})[0]
 
 
@@ -283,7 +274,7 @@ def test_deliberate_difference_examples(expr: str) -> None:
     """A deliberate difference's example still differs, and in the documented way."""
     actual, expected = ours(expr, {}), theirs(expr, {})
     assert actual[0] != expected[0]
-    assert explain_difference(expr, actual, expected) == DELIBERATE_DIFFERENCE_EXAMPLES[expr]
+    assert explain_difference(actual, expected) == DELIBERATE_DIFFERENCE_EXAMPLES[expr]
 
 
 @settings(max_examples=2000, deadline=None)

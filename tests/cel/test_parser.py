@@ -117,12 +117,16 @@ def test_node_spans_cover_their_source():
         ("-9223372036854775808", -(2**63), 0),
         ("-1.5", -1.5, 0),
         ("- 7", -7, 0),
-        ("--7", -7, 1),
-        ("---7", -7, 2),
+        ("--7", 7, 2),
+        ("- -7", 7, 2),
+        ("---7", 7, 3),
+        ("--1.5", 1.5, 2),
+        ("-(-7)", -7, 1),
+        ("-(-9223372036854775808)", -(2**63), 1),
     ],
 )
 def test_minus_on_a_number_is_part_of_the_literal(source, literal, negations):
-    """A minus sign directly on a number makes a negative literal (so int64 min is writable)."""
+    """A lone minus sign on a number makes a negative literal; two or more are all operators."""
     node = parse(source)
     count = 0
     while isinstance(node, ast.Unary):
@@ -144,6 +148,7 @@ def test_minus_before_a_member_expression_stays_an_operator():
         ("9223372036854775808", "int literal out of range", 0),
         ("-(9223372036854775808)", "int literal out of range", 2),
         ("-9223372036854775809", "int literal out of range", 1),
+        ("--9223372036854775809", "int literal out of range", 2),
         ("1e400", "double literal out of range", 0),
     ],
 )
@@ -151,6 +156,34 @@ def test_literals_out_of_range(source, message, offset):
     """Integer literals outside int64 and doubles that overflow are syntax errors."""
     error = syntax_error(source)
     assert (error.message, error.offset, error.reason) == (message, offset, "syntax")
+
+
+@pytest.mark.parametrize(
+    ("source", "offset"),
+    [
+        ("--9223372036854775808", 2),
+        ("- -9223372036854775808", 3),
+        ("---9223372036854775808", 3),
+        ("true ? 1 : --9223372036854775808", 13),
+    ],
+)
+def test_int64_min_magnitude_after_several_minus_signs_is_out_of_range(source, offset):
+    """Only a lone minus sign makes -9223372036854775808 a literal; after two, it is out of range."""
+    error = syntax_error(source)
+    assert (error.message, error.offset, error.length, error.reason) == (
+        "int literal out of range",
+        offset,
+        19,
+        "syntax",
+    )
+    assert error.hint == "only a single minus sign makes a negative literal, as in -9223372036854775808"
+
+
+def test_int64_min_in_hex_after_several_minus_signs_is_out_of_range():
+    """The hint for a hex int64 minimum after two minus signs keeps the hex spelling."""
+    error = syntax_error("--0x8000000000000000")
+    assert (error.message, error.offset) == ("int literal out of range", 2)
+    assert error.hint == "only a single minus sign makes a negative literal, as in -0x8000000000000000"
 
 
 def test_macros_become_their_own_nodes():

@@ -575,14 +575,43 @@ def test_time_parts():
     assert [rt.time_part(name, span) for name in rt.DURATION_PARTS] == [-1, -62, -3730, -500]
 
 
+def _parts(moment: dt.datetime, zone: str) -> list[int]:
+    return [rt.time_part(name, moment, zone) for name in rt.TIMESTAMP_PARTS]
+
+
+@pytest.mark.parametrize(
+    ("moment", "zone", "parts"),
+    [
+        (dt.datetime.max.replace(tzinfo=UTC), "+02:00", [10000, 0, 1, 0, 6, 0, 1, 59, 59, 999]),
+        (dt.datetime.max.replace(tzinfo=UTC), "+23:59", [10000, 0, 1, 0, 6, 0, 23, 58, 59, 999]),
+        (dt.datetime.max.replace(tzinfo=UTC), "-01:00", [9999, 11, 31, 30, 5, 364, 22, 59, 59, 999]),
+        (dt.datetime(1, 1, 1, tzinfo=UTC), "-01:00", [0, 11, 31, 30, 0, 365, 23, 0, 0, 0]),
+        (dt.datetime(1, 1, 1, 12, tzinfo=UTC), "-23:59", [0, 11, 31, 30, 0, 365, 12, 1, 0, 0]),
+        (dt.datetime(1, 1, 1, 23, 59, 59, 500000, tzinfo=UTC), "+02:00", [1, 0, 2, 1, 2, 1, 1, 59, 59, 500]),
+    ],
+)
+def test_zoned_time_parts_at_the_range_ends(moment, zone, parts):
+    """A zone may put the local time in year 10000 or year 0 (a leap year), as in CEL."""
+    assert _parts(moment, zone) == parts
+
+
+def test_zoned_time_parts_of_an_aware_context_value_at_the_range_end():
+    """A context datetime in another zone is converted by its instant, even into year 10000."""
+    moment = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert _parts(moment, "+05:00") == [10000, 0, 1, 0, 6, 0, 3, 0, 0, 0]
+
+
 def test_time_part_errors():
-    """Accessors reject other kinds, bad zones and out-of-range shifts."""
+    """Accessors reject other kinds, bad zones and instants outside the range."""
     moment = dt.datetime(2009, 2, 13, tzinfo=UTC)
     assert raises(rt.time_part, "getHours", "x") == "no matching overload for 'getHours' on string"
     assert raises(rt.time_part, "getHours", moment, 1) == "no matching overload for 'time zone' on int"
     assert raises(rt.time_part, "getHours", moment, "Mars/Olympus").startswith("unsupported time zone")
-    edge = dt.datetime.max.replace(tzinfo=UTC)
-    assert raises(rt.time_part, "getHours", edge, "+01:00") == "timestamp out of range"
+    before = dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))  # 0000-12-31T23:00Z
+    assert raises(rt.time_part, "getHours", before) == "timestamp out of range"
+    assert raises(rt.time_part, "getHours", before, "+02:00") == "timestamp out of range"
+    after = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(dt.timedelta(hours=-1)))
+    assert raises(rt.time_part, "getFullYear", after, "-23:00") == "timestamp out of range"
     span = dt.timedelta(1)
     message = "no matching overload for 'getHours' on duration and string"
     assert raises(rt.time_part, "getHours", span, "UTC") == message

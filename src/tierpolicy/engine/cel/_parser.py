@@ -13,6 +13,11 @@ Recursive descent over CEL's grammar, lowest precedence first::
     primary     = NAME ["(" args ")"] | "(" expr ")" | "[" [args] [","] "]"
                 | "{" [entries] [","] "}" | LITERAL
 
+A minus sign directly on a number is the literal's sign when it is the only one, which
+is how ``-9223372036854775808`` (whose magnitude alone overflows) is written. After two
+or more, every one is an operator, as in the reference parsers (cel-go, cel-cpp):
+``--9223372036854775808`` negates the out-of-range literal ``9223372036854775808``.
+
 Syntax outside the supported subset (message construction ``Foo{...}``, names with a
 leading dot, optional syntax ``?.`` and ``[?``, unknown functions) is rejected here with
 ``reason="unsupported"``, naming the construct. Other languages' words for operators
@@ -306,9 +311,12 @@ class _Parser:
             ops.append(self.advance())
         operand: ast.Node
         if kind == "-" and self.peek().kind in ("int", "double") and not self.continues(1):
-            # A minus sign directly on a number is part of the literal, which is how
-            # -9223372036854775808 (whose magnitude alone overflows) is written.
-            operand = self.number_literal(ops.pop())
+            # A lone minus sign is the literal's sign; after two or more, all are operators
+            # (see the module docstring).
+            if len(ops) == 1:
+                operand = self.number_literal(ops.pop())
+            else:
+                operand = self.number_literal(None, negated=True)
         else:
             operand = self.member()
         for op in reversed(ops):
@@ -319,7 +327,8 @@ class _Parser:
         """Whether a member suffix (``.x``, ``[i]``) follows the token ``ahead``."""
         return self.peek(ahead).kind in (".", "[", "?.")
 
-    def number_literal(self, minus: Token | None) -> ast.Literal:
+    def number_literal(self, minus: Token | None, *, negated: bool = False) -> ast.Literal:
+        """A number literal, with ``minus`` as its sign; ``negated``: minus operators precede it."""
         token = self.advance()
         value = token.value
         assert isinstance(value, int | float)  # noqa: S101  the lexer's number tokens
@@ -327,7 +336,10 @@ class _Parser:
         if minus is not None:
             value = -value
         if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-            raise self.error("int literal out of range", token)
+            hint = None
+            if negated and value == -INT64_MIN:
+                hint = f"only a single minus sign makes a negative literal, as in -{token.text}"
+            raise self.error("int literal out of range", token, hint=hint)
         if isinstance(value, float) and math.isinf(value):
             raise self.error("double literal out of range", token)
         return ast.Literal(start=start, end=token.end, value=value, type=_LITERAL_TYPES[token.kind])

@@ -881,8 +881,6 @@ def _local(value: dt.datetime, zone: object) -> dt.datetime:
         return value.astimezone(parse_timezone(zone))
     except ValueError as exc:
         raise ConditionError(str(exc)) from None
-    except OverflowError:
-        raise ConditionError("timestamp out of range") from None
 
 
 def _truncate(numerator: int, denominator: int) -> int:
@@ -925,11 +923,39 @@ DURATION_PARTS: Final[dict[str, Callable[[dt.timedelta], int]]] = {
 
 _NO_ZONE: Final = object()
 
+_GREGORIAN_CYCLE: Final = dt.timedelta(days=146_097)
+"""400 Gregorian years: a whole number of weeks, after which the leap years repeat."""
+
+
+def _time_part_near_range_end(name: str, value: dt.datetime, zone: object) -> int:
+    """A timestamp accessor whose local time falls outside the years 1 to 9999.
+
+    A zone can put the local time of a timestamp within a day of CEL's range ends in
+    the year 10000 or the year 0 (CEL's calendar is proleptic Gregorian with a year 0),
+    which ``datetime`` cannot hold. The part is taken 400 Gregorian years nearer the
+    middle of the range, where the calendar is the same (weekday, leap year, day of
+    year, time of day), and the year is moved back.
+
+    Raises:
+        ConditionError: If the instant itself is outside the range (a context
+            ``datetime`` whose own offset puts it beyond the years 1 to 9999 in UTC).
+    """
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ConditionError("timestamp out of range") from None
+    cycles = -1 if utc.year > 5000 else 1
+    part = TIMESTAMP_PARTS[name](_local(utc + cycles * _GREGORIAN_CYCLE, zone))
+    return part - cycles * 400 if name == "getFullYear" else part
+
 
 def time_part(name: str, value: object, zone: object = _NO_ZONE) -> int:
     """Apply a timestamp or duration accessor such as ``getHours``, in UTC unless ``zone``."""
     if isinstance(value, dt.datetime) and name in TIMESTAMP_PARTS:
-        return TIMESTAMP_PARTS[name](_local(value, zone))
+        try:
+            return TIMESTAMP_PARTS[name](_local(value, zone))
+        except OverflowError:
+            return _time_part_near_range_end(name, value, zone)
     if isinstance(value, dt.timedelta) and name in DURATION_PARTS and zone is _NO_ZONE:
         return DURATION_PARTS[name](value)
     if zone is _NO_ZONE:
