@@ -12,6 +12,7 @@ import pytest
 
 from support import SMALL_SET
 from tierpolicy import cli
+from tierpolicy.engine._kinds import SPEC_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -177,7 +178,7 @@ def test_explain_shows_the_trace(monkeypatch, capsys, policies):
         stdin=json.dumps(request),
     )
     assert code == 2
-    assert "out of range" in err
+    assert "--query 5 is neither an index nor an id of one" in err
 
 
 def test_schema_prints_every_kind(monkeypatch, capsys, tmp_path):
@@ -188,11 +189,8 @@ def test_schema_prints_every_kind(monkeypatch, capsys, tmp_path):
     assert schema["properties"]["kind"] == {"const": "Tiers"}
     assert "TiersSpec" in schema["$defs"]
     code, _, _ = run(monkeypatch, capsys, "schema", "--output", str(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "context.schema.json",
-        "policy.schema.json",
-        "tiers.schema.json",
-    ]
+    expected = sorted([*(f"{kind.lower()}.schema.json" for kind in SPEC_MODELS), "policy.schema.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
 
 
 def test_console_script_runs_on_the_shipped_policies():

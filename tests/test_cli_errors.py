@@ -214,8 +214,10 @@ def test_explain_of_entitlements_covers_every_decision(monkeypatch, capsys, poli
         "images",
     ]
     assert "  killed: deny (DISABLED) — killed is switched off for everyone" in headlines
-    assert "    ✗ enabled: the feature is switched off feature:killed" in out
-    assert "    ! condition: attribute 'seller.joined_at' is missing from the context feature:veteran" in out
+    assert "    ✗ enabled: the feature is switched off (feature:killed)" in out
+    assert (
+        "    ! condition: attribute 'seller.joined_at' is missing from the context (feature:veteran)" in out
+    )
 
 
 def test_explain_of_entitlements_shows_the_limits_too(monkeypatch, capsys, policies):

@@ -301,3 +301,28 @@ def test_oversized_file_reports_its_real_size(tmp_path):
     [diagnostic] = tierpolicy.check(tmp_path).diagnostics
     assert diagnostic.code is Code.FILE_TOO_LARGE
     assert "2,000,003 bytes" in diagnostic.message
+
+
+def test_conditions_are_checked_even_when_the_document_has_other_errors():
+    """A structural mistake in one feature does not hide a misspelt attribute in another."""
+    text = tiers('features:\n  a: {form: bronze}\n  b: {from: bronze, when: "seller.verifed"}\n')
+    codes = [d.code for d in check_files([SourceFile("t.yaml", text.encode())], root="m").diagnostics]
+    assert codes == [Code.UNKNOWN_KEY, Code.UNKNOWN_ATTRIBUTE]
+
+
+def test_a_missing_path_is_named_as_given(tmp_path):
+    """A path that does not exist is reported exactly as the user wrote it."""
+    given = f"{tmp_path}/nope/"
+    [diagnostic] = tierpolicy.check(given).diagnostics
+    assert diagnostic.position.file == given
+
+
+def test_a_file_that_is_not_yaml_is_refused(tmp_path):
+    """Checking a file that does not end in .yaml or .yml says so instead of parsing it."""
+    path = tmp_path / "README.md"
+    path.write_text("# hello\n")
+    [diagnostic] = tierpolicy.check(path).diagnostics
+    assert (diagnostic.code, diagnostic.message) == (
+        Code.FILE_UNREADABLE,
+        "this is not a policy file: policy files end in .yaml or .yml",
+    )

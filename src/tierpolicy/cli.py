@@ -55,9 +55,7 @@ def _app() -> typer.Typer:
     out = Console(soft_wrap=True, highlight=False)
     err = Console(stderr=True, soft_wrap=True, highlight=False)
 
-    def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-        err.print(f"[bold red]error:[/] {escape(message)}")
-        raise typer.Exit(code)
+    fail = _fail
 
     def load_engine(policies: Path) -> Engine:
         result = check_policies(policies)
@@ -129,8 +127,7 @@ def _app() -> typer.Typer:
         """Answer a JSON evaluation request (see docs/evaluation.md) with JSON decisions."""
         if not policies.exists():
             fail(f"{policies}: no such file or directory", EXIT_USAGE)
-        if input_ != "-" and not Path(input_).is_file():
-            fail(f"{input_}: no such file", EXIT_USAGE)
+        _require_input(input_)
         engine = load_engine(policies)
         payload = read_request(input_)
         try:
@@ -144,29 +141,33 @@ def _app() -> typer.Typer:
         policies: Annotated[Path, typer.Option("--policies", "-p", help="The policy directory.")],
         input_: Annotated[str, typer.Option("--input", "-i", help="The JSON request file, or - for stdin.")],
         query: Annotated[
-            int, typer.Option("--query", "-q", min=0, help="Which query to explain (0-based).")
-        ] = 0,
+            str, typer.Option("--query", "-q", help="Which query to explain: its 0-based index or its id.")
+        ] = "0",
     ) -> None:
         """Show, for a human, how one query of a request was decided, step by step."""
         if not policies.exists():
             fail(f"{policies}: no such file or directory", EXIT_USAGE)
-        if input_ != "-" and not Path(input_).is_file():
-            fail(f"{input_}: no such file", EXIT_USAGE)
+        _require_input(input_)
         engine = load_engine(policies)
         payload = read_request(input_)
         if not isinstance(payload, dict) or not isinstance(payload.get("queries"), list):
             fail("invalid request: it needs a 'queries' list")
         queries = payload["queries"]
-        if query >= len(queries):
+        ids = [q.get("id") if isinstance(q, dict) else None for q in queries]
+        if query in [str(i) for i in ids if i is not None]:
+            index = [str(i) for i in ids].index(query)
+        elif query.isdigit() and int(query) < len(queries):
+            index = int(query)
+        else:
             fail(
-                f"the request has {len(queries)} queries; --query {query} is out of range",
+                f"the request has {len(queries)} queries; --query {query} is neither an index nor an id of one",
                 EXIT_USAGE,
             )
         try:
-            answer = evaluate(engine, {**payload, "queries": [queries[query]], "trace": True})
+            answer = evaluate(engine, {**payload, "queries": [queries[index]], "trace": True})
         except InvalidRequestError as exc:
             fail(f"invalid request: {exc}")
-        _explain(out, answer["results"][0], query)  # type: ignore[index]
+        _explain(out, answer["results"][0], index)  # type: ignore[index]
 
     @app.command()
     def schema(
@@ -179,8 +180,11 @@ def _app() -> typer.Typer:
         ] = None,
     ) -> None:
         """Print the JSON Schema of policy documents (for editor autocompletion)."""
-        if kind is not None and kind not in SPEC_MODELS:
-            fail(f"unknown kind {kind!r}; kinds: {', '.join(sorted(SPEC_MODELS))}", EXIT_USAGE)
+        if kind is not None:
+            # Kinds are written capitalised in documents; accept any case on the command line.
+            kind = {name.lower(): name for name in SPEC_MODELS}.get(kind.lower(), kind)
+            if kind not in SPEC_MODELS:
+                fail(f"unknown kind {kind!r}; kinds: {', '.join(sorted(SPEC_MODELS))}", EXIT_USAGE)
         if output is not None:
             if output.exists() and not output.is_dir():
                 fail(f"{output}: exists and is not a directory", EXIT_USAGE)
@@ -205,6 +209,21 @@ def _app() -> typer.Typer:
         out.print(f"{_package} {dist_version(_package)}")
 
     return app
+
+
+def _require_input(source: str) -> None:
+    if source == "-":
+        return
+    path = Path(source)
+    if path.is_dir():
+        _fail(f"{source}: is a directory; --input takes a JSON request file (or - for stdin)", EXIT_USAGE)
+    if not path.is_file():
+        _fail(f"{source}: no such file", EXIT_USAGE)
+
+
+def _fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    Console(stderr=True, soft_wrap=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
 
 
 def _read_limited(path: Path) -> bytes:
@@ -246,7 +265,7 @@ def _explain(out: Console, result: dict[str, Any], index: int) -> None:
                 "skip": "-",
                 "decide": "→",
             }[step["outcome"]]
-            rule = f" [dim]{escape(step['rule'])}[/]" if step.get("rule") else ""
+            rule = f" [dim]({escape(step['rule'])})[/]" if step.get("rule") else ""
             out.print(f"    {mark} {step['step']}: {escape(step['detail'])}{rule}")
         for key, label in (
             ("missing", f"missing for {decision.get('next_tier')}"),

@@ -92,12 +92,25 @@ class CompileContext:
     def expression(
         self, item: ParsedDocument, path: Path_, text: str, *, expected: CelType | None = None
     ) -> Program | None:
+        """Compile a condition, reporting any problem positioned inside it."""
+        return self.expression_in(item.doc, item.lines, path, text, expected=expected)
+
+    def expression_in(
+        self,
+        doc: YamlDocument,
+        lines: Sequence[str],
+        path: Path_,
+        text: str,
+        *,
+        expected: CelType | None = None,
+    ) -> Program | None:
+        """Like :meth:`expression`, for a document that did not validate as a whole."""
         try:
             if expected is None:
                 return compile_expression(text, self.environment)
             return compile_expression(text, self.environment, expected=expected)
         except ExpressionError as exc:
-            position = expression_position(item.doc.position_of(path), item.lines, exc.offset)
+            position = expression_position(doc.position_of(path), lines, exc.offset)
             code = EXPRESSION_CODES.get(exc.reason, Code.EXPRESSION_SYNTAX)
             self.out.add(position, code, f"in condition {text!r}: {exc.message}", hint=exc.hint)
             return None

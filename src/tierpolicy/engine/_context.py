@@ -179,7 +179,7 @@ def _declare(
     try:
         cel_type = parse_type(value)
     except ExpressionTypeError as exc:
-        problems.append((SchemaError(str(exc), path, code=Code.INVALID_TYPE_NAME), where(path)))
+        problems.append((SchemaError(exc.message, path, exc.hint, code=Code.INVALID_TYPE_NAME), where(path)))
         return
     builtin = _builtin_type(path)
     if builtin is not None and builtin != cel_type:

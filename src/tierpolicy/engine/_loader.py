@@ -85,6 +85,10 @@ def check(path: str | os.PathLike[str]) -> CheckResult:
     display = os.fspath(path)
     files, problems = _read_tree(root)
     if problems and not files:
+        if not root.exists():  # the path itself is wrong: name it exactly as given
+            return CheckResult(
+                None, tuple(dataclasses.replace(d, position=Position(display)) for d in problems)
+            )
         return CheckResult(None, _display(problems, root, display, ()))
     result = check_files(files, root=display)
     diagnostics = [*problems, *result.diagnostics]
@@ -137,10 +141,10 @@ def check_files(files: Sequence[SourceFile], *, root: str) -> CheckResult:
             f" {MAX_FILES:,} files and {MAX_SET_BYTES:,} bytes",
         )
         return CheckResult(None, tuple(out.items))
-    parsed = _parse_all(files, out)
+    parsed, unvalidated = _parse_all(files, out)
     digest = _digest(files)
     version = digest[:16]
-    policy_set = _compile(parsed, files, root, digest, version, out)
+    policy_set = _compile(parsed, unvalidated, files, root, digest, version, out)
     ordered = tuple(sorted(out.items, key=sort_key))
     if out.failed or policy_set is None:
         return CheckResult(None, ordered)
@@ -154,6 +158,16 @@ def check_files(files: Sequence[SourceFile], *, root: str) -> CheckResult:
 def _read_tree(root: Path) -> tuple[list[SourceFile], list[Diagnostic]]:
     problems: list[Diagnostic] = []
     if root.is_file():
+        if not root.name.endswith(POLICY_SUFFIXES):
+            problems.append(
+                Diagnostic(
+                    Position(root.name),
+                    "error",
+                    Code.FILE_UNREADABLE,
+                    "this is not a policy file: policy files end in .yaml or .yml",
+                )
+            )
+            return [], problems
         return _read_one(root, root.name, problems), problems
     if not root.is_dir():
         problems.append(
@@ -250,8 +264,16 @@ def _digest(files: Sequence[SourceFile]) -> str:
 # --------------------------------------------------------------------------- documents
 
 
-def _parse_all(files: Sequence[SourceFile], out: Collector) -> list[ParsedDocument]:
+def _parse_all(
+    files: Sequence[SourceFile], out: Collector
+) -> tuple[list[ParsedDocument], list[tuple[YamlDocument, tuple[str, ...]]]]:
+    """Validate every document; also return the Tiers documents that failed validation.
+
+    Their conditions are still compiled later, so a structural mistake in one feature
+    does not hide a misspelt attribute in another until the next run.
+    """
     parsed: list[ParsedDocument] = []
+    unvalidated: list[tuple[YamlDocument, tuple[str, ...]]] = []
     for source in files:
         documents, problems = read_documents(source.data, source.name)
         out.items.extend(problems)
@@ -262,7 +284,9 @@ def _parse_all(files: Sequence[SourceFile], out: Collector) -> list[ParsedDocume
             result = _parse_document(source.name, doc, lines, out)
             if result is not None:
                 parsed.append(result)
-    return parsed
+            elif isinstance(doc.value, dict) and doc.value.get("kind") == "Tiers":
+                unvalidated.append((doc, lines))
+    return parsed, unvalidated
 
 
 def _parse_document(
@@ -368,6 +392,7 @@ def _validate(
 
 def _compile(
     parsed: list[ParsedDocument],
+    unvalidated: list[tuple[YamlDocument, tuple[str, ...]]],
     files: Sequence[SourceFile],
     root: str,
     digest: str,
@@ -406,6 +431,9 @@ def _compile(
     compiler.environment = environment
     tiers_docs = [p for p in parsed if p.kind == "Tiers"]
     tier_model = _compile_tiers(compiler, tiers_docs[0]) if tiers_docs else None
+    for doc, lines in unvalidated:
+        for path, text in _raw_conditions(doc.value):
+            compiler.expression_in(doc, lines, path, text)
     models = {
         kind: compile_kind(compiler, [p for p in parsed if p.kind == kind])
         for kind, compile_kind in KIND_COMPILERS.items()
@@ -426,6 +454,24 @@ def _compile(
         models=models,
         warnings=(),
     )
+
+
+def _raw_conditions(value: object) -> list[tuple[Path_, str]]:
+    """The ``when`` conditions of a Tiers document that did not validate, with their paths."""
+    found: list[tuple[Path_, str]] = []
+    spec = value.get("spec") if isinstance(value, dict) else None
+    if not isinstance(spec, dict):
+        return found
+    features = spec.get("features")
+    for name, feature in features.items() if isinstance(features, dict) else ():
+        if isinstance(feature, dict) and isinstance(feature.get("when"), str):
+            found.append((("spec", "features", name, "when"), feature["when"]))
+    progression = spec.get("progression")
+    rules = progression.get("rules") if isinstance(progression, dict) else None
+    for tier, rule in rules.items() if isinstance(rules, dict) else ():
+        if isinstance(rule, dict) and isinstance(rule.get("when"), str):
+            found.append((("spec", "progression", "rules", tier, "when"), rule["when"]))
+    return found
 
 
 def _key_locator(item: ParsedDocument) -> Callable[[tuple[str, ...]], Position]:
