@@ -115,9 +115,9 @@ def test_type_name_errors_have_their_own_code():
         ),
         (
             Code.INVALID_TYPE_NAME,
-            "unknown type 'intt'; did you mean 'int'?",
+            "unknown type 'intt'",
             ("metrics", "orders"),
-            None,
+            "did you mean 'int'?",
             "d0#metrics.orders:1:1",
         ),
         (

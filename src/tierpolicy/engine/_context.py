@@ -18,6 +18,7 @@ from ._diagnostics import Code, Position
 from ._exceptions import ConditionError, ExpressionTypeError
 from .cel import DURATION, STRING, TIMESTAMP, CelType, ListType, MapType, ObjectType, parse_type
 from .cel import _values as cel_values
+from .cel._lexer import RESERVED
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -25,32 +26,8 @@ if TYPE_CHECKING:
 
 
 _IDENTIFIER = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*")
-# CEL's reserved words (langdef "Syntax"): they cannot be field names in selections.
-_RESERVED = frozenset(
-    [
-        "true",
-        "false",
-        "null",
-        "in",
-        "as",
-        "break",
-        "const",
-        "continue",
-        "else",
-        "for",
-        "function",
-        "if",
-        "import",
-        "let",
-        "loop",
-        "package",
-        "namespace",
-        "return",
-        "var",
-        "void",
-        "while",
-    ]
-)
+# CEL's reserved words and literals (langdef "Syntax") cannot be field names in selections.
+_RESERVED = RESERVED | {"true", "false", "null", "in"}
 
 BUILTIN_SELLER_FIELDS: Mapping[str, CelType] = MappingProxyType({"id": STRING, "tier": STRING})
 BUILTIN_ROOTS: Mapping[str, CelType] = MappingProxyType({"now": TIMESTAMP})
