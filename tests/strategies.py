@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from tierpolicy.engine._errorinfo import ErrorInfo
+from tierpolicy.engine._resilience import BreakerPolicy, OperationPolicy, RetryPolicy
 from tierpolicy.engine.cel import (
     BOOL,
     DOUBLE,
@@ -1184,3 +1186,162 @@ def _mutated_documents(draw: st.DrawFn) -> list[object]:
 
 yamlish_documents = st.lists(_random_documents(), min_size=1, max_size=2) | _mutated_documents()
 """Lists of YAML documents (plain data): random policy-like ones, or mutated valid ones."""
+
+
+# =====================================================================================
+# Resilience: retry and circuit breaker policies (tests/test_retry.py,
+# tests/test_breaker.py)
+#
+# `retry_policies()` draws compiled `RetryPolicy` values (with or without a deadline,
+# every jitter mode, no budget); `operation_policies()` wraps one in an
+# `OperationPolicy`. `breaker_policies()` draws small `BreakerPolicy` values whose
+# windows, thresholds and waits are tiny so that a short rule-based run reaches every
+# state. Thresholds are whole or half percentages and clock steps are multiples of
+# 1/4 s, so float arithmetic in the code under test and in the reference is exact.
+# =====================================================================================
+
+RESILIENCE_JITTERS = ("none", "full", "equal", "decorrelated")
+RESILIENCE_CATEGORIES = ("transient", "throttled", "unavailable", "internal", "invalid_request")
+
+
+@st.composite
+def retry_policies(draw: st.DrawFn, *, deadline: bool | None = None) -> RetryPolicy:
+    """A compiled retry policy; ``deadline`` forces one (True) or none (False)."""
+    initial = draw(st.sampled_from((0.0, 0.01, 0.1, 0.25, 1.0, 2.0)))
+    cap = initial + draw(st.sampled_from((0.0, 0.5, 1.0, 5.0, 30.0)))
+    has_deadline = draw(st.booleans()) if deadline is None else deadline
+    return RetryPolicy(
+        max_attempts=draw(st.integers(1, 10)),
+        initial_delay=initial,
+        multiplier=draw(st.sampled_from((1.0, 1.5, 2.0, 3.0))),
+        max_delay=cap,
+        jitter=draw(st.sampled_from(RESILIENCE_JITTERS)),
+        deadline=draw(st.sampled_from((0.5, 1.0, 3.0, 8.0, 60.0))) if has_deadline else None,
+        categories=draw(st.none() | st.frozensets(st.sampled_from(RESILIENCE_CATEGORIES), min_size=1)),
+        honor_retry_after=draw(st.booleans()),
+        max_retry_after=draw(st.none() | st.sampled_from((0.0, 1.0, 5.0))),
+        budget=None,
+    )
+
+
+@st.composite
+def operation_policies(draw: st.DrawFn, *, deadline: bool | None = None) -> OperationPolicy:
+    """An operation policy around a drawn retry policy."""
+    return OperationPolicy(
+        pattern="payments.*",
+        idempotent=draw(st.booleans()),
+        timeout=draw(st.none() | st.sampled_from((0.1, 1.0, 2.0))),
+        retry=draw(retry_policies(deadline=deadline)),
+        breaker=None,
+        bulkhead=None,
+        fallback=(),
+        rule="resilience:payments.*",
+        source="resilience.yaml:1:1",
+    )
+
+
+@st.composite
+def breaker_policies(draw: st.DrawFn) -> BreakerPolicy:
+    """A small circuit breaker policy (count or time window)."""
+    window_type = draw(st.sampled_from(("count", "time")))
+    size = draw(st.integers(1, 6))
+    minimum = draw(st.integers(1, 6))
+    if window_type == "count":
+        minimum = min(minimum, size)
+    wait = draw(st.sampled_from((0.5, 1.0, 2.0)))
+    return BreakerPolicy(
+        window_type=window_type,
+        window_size=size,
+        failure_rate_threshold=draw(st.sampled_from((20.0, 50.0, 66.5, 100.0))),
+        slow_call_duration=draw(st.none() | st.sampled_from((0.5, 2.0))),
+        slow_call_rate_threshold=draw(st.sampled_from((50.0, 100.0))),
+        minimum_calls=minimum,
+        wait_in_open=wait,
+        wait_multiplier=draw(st.sampled_from((1.0, 2.0))),
+        max_wait_in_open=wait * draw(st.sampled_from((1, 4))),
+        permitted_calls_in_half_open=draw(st.integers(1, 4)),
+        max_wait_in_half_open=draw(st.sampled_from((0.0, 0.0, 1.0, 3.0))),
+    )
+
+
+# =====================================================================================
+# Error classification (tests/test_classification.py)
+#
+# `errors_documents()` draws an Errors document (as plain data) whose rules combine
+# exception names, statuses and ranges, reasons, domains, message patterns, operation
+# globs and conditions from small pools, so generated errors often match several rules;
+# `error_infos()` draws errors over the same pools.
+# =====================================================================================
+
+ERROR_NAMES = ("app.Base", "app.Child", "TimeoutError", "ConnectionError", "httpx.ConnectTimeout")
+ERROR_STATUSES: tuple[int | str, ...] = (400, 404, 429, 500, 503, "4xx", "5xx")
+ERROR_REASONS = ("QUOTA", "LOCKED")
+ERROR_DOMAINS = ("pay.example", "ship.example")
+ERROR_GLOBS = ("payments.*", "search.query", "*", "s?ipping.*")
+ERROR_PATTERNS = ("timeout", "^boom$", "(?i)declined")
+ERROR_CONDITIONS = ("error.status >= 500", "has(error.retry_after)", "'app.Child' in error.types")
+ERROR_CODES = ("FIRST", "SECOND", "THIRD")
+
+
+def _one_or_list(draw: st.DrawFn, pool: tuple[object, ...]) -> object:
+    items = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3, unique=True))
+    return items[0] if len(items) == 1 and draw(st.booleans()) else items
+
+
+@st.composite
+def error_matches(draw: st.DrawFn) -> dict[str, object]:
+    """One non-empty ``match:`` mapping."""
+    match: dict[str, object] = {}
+    while not match:
+        if draw(st.booleans()):
+            match["exception"] = _one_or_list(draw, ERROR_NAMES)
+        if draw(st.booleans()):
+            match["status"] = _one_or_list(draw, ERROR_STATUSES)
+        for key, pool in (
+            ("reason", ERROR_REASONS),
+            ("domain", ERROR_DOMAINS),
+            ("operation", ERROR_GLOBS),
+            ("message", ERROR_PATTERNS),
+            ("when", ERROR_CONDITIONS),
+        ):
+            if draw(st.integers(0, 4)) == 0:
+                match[key] = draw(st.sampled_from(pool))
+    return match
+
+
+@st.composite
+def errors_documents(draw: st.DrawFn, max_rules: int = 12) -> dict[str, object]:
+    """An Errors document: three codes plus INTERNAL, rules, and a final catch-all."""
+    codes = {
+        code: {"category": "transient", "status": 503, "title": code.title(), "message": f"{code} happened."}
+        for code in ERROR_CODES
+    }
+    codes["INTERNAL"] = {"category": "internal", "status": 500, "title": "Internal", "message": "Oops."}
+    matches = draw(st.lists(error_matches(), max_size=max_rules))
+    rules: list[dict[str, object]] = [
+        {"name": f"r{i}", "match": match, "code": draw(st.sampled_from(ERROR_CODES))}
+        for i, match in enumerate(matches)
+    ]
+    rules.append({"name": "internal", "code": "INTERNAL"})
+    return {
+        "apiVersion": "tierpolicy/v1",
+        "kind": "Errors",
+        "metadata": {"name": "generated-errors"},
+        "spec": {"codes": codes, "rules": rules},
+    }
+
+
+@st.composite
+def error_infos(draw: st.DrawFn) -> ErrorInfo:
+    """An error over the pools of `errors_documents()`."""
+    return ErrorInfo(
+        types=tuple(draw(st.lists(st.sampled_from(ERROR_NAMES), max_size=3, unique=True))),
+        status=draw(st.none() | st.sampled_from((302, 400, 404, 429, 451, 500, 503, 599))),
+        reason=draw(st.none() | st.sampled_from(ERROR_REASONS)),
+        domain=draw(st.none() | st.sampled_from(ERROR_DOMAINS)),
+        message=draw(st.sampled_from(("", "timeout", "boom", "Card DECLINED", "read timeout"))),
+        operation=draw(
+            st.none() | st.sampled_from(("payments.capture", "search.query", "shipping.rate", "x"))
+        ),
+        retry_after=draw(st.none() | st.sampled_from((0.0, 2.5, 7200.0))),
+    )

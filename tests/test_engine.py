@@ -359,3 +359,34 @@ def test_conditions_with_braces_compile_into_messages():
     engine = tierpolicy.Engine(tierpolicy.load_files({"t.yaml": text}))
     decision = engine.check("f", seller("a"))
     assert decision.message == "the condition of f is not met: {'x': 1}['x'] == 2"
+
+
+# --------------------------------------------------------------------------- classify
+
+
+def test_classify_takes_exceptions_and_error_infos():
+    """Engine.classify accepts an exception or an ErrorInfo and gives equal decisions."""
+    text = (
+        "apiVersion: tierpolicy/v1\nkind: Errors\nmetadata: {name: e}\nspec:\n"
+        "  codes:\n"
+        "    UPSTREAM_TIMEOUT: {category: timeout, status: 504, retryable: true, title: T, message: M}\n"
+        "    INTERNAL: {category: internal, status: 500, title: I, message: Oops}\n"
+        "  rules:\n"
+        "    - {name: timeout, match: {exception: TimeoutError, operation: 'search.*'}, code: UPSTREAM_TIMEOUT}\n"
+        "    - {name: internal, code: INTERNAL}\n"
+    )
+    engine = tierpolicy.Engine(tierpolicy.load_files({"e.yaml": text}))
+    assert engine.errors is not None
+    assert list(engine.errors.codes) == ["UPSTREAM_TIMEOUT", "INTERNAL"]
+    from_exception = engine.classify(TimeoutError("slow"), operation="search.query")
+    info = tierpolicy.ErrorInfo(types=("TimeoutError", "OSError"), operation="search.query")
+    assert engine.classify(info) == from_exception
+    assert (from_exception.code, from_exception.rule) == ("UPSTREAM_TIMEOUT", "error-rule:timeout")
+    assert engine.classify(TimeoutError("slow")).code == "INTERNAL"
+
+
+def test_classify_without_errors_document_raises(engine):
+    """The small set has no Errors document: classify raises NoErrorsPolicyError."""
+    assert engine.errors is None
+    with pytest.raises(tierpolicy.NoErrorsPolicyError):
+        engine.classify(ValueError("x"))

@@ -160,3 +160,83 @@ def test_same_request_same_answer(engine):
     """Evaluation is deterministic: the same request gives the same answer."""
     payload = request({"kind": "entitlements"}, {"kind": "tier"}, now=NOW.isoformat())
     assert evaluate(engine, payload) == evaluate(engine, payload)
+
+
+# --------------------------------------------------------------------------- classify queries
+
+
+def _errors_engine() -> tierpolicy.Engine:
+    """An engine over the shipped policies, which have an Errors document."""
+    from pathlib import Path  # noqa: PLC0415  only these appended tests need it
+
+    return tierpolicy.load(Path(__file__).resolve().parents[1] / "policies")
+
+
+def test_classify_query_answers_with_a_classification():
+    """A classify query gives the classification's JSON, next to the other kinds of query."""
+    engine = _errors_engine()
+    answer = evaluate(
+        engine,
+        {
+            "context": {},
+            "queries": [
+                {
+                    "kind": "classify",
+                    "id": "c1",
+                    "error": {
+                        "types": ["httpx.ReadTimeout", "httpx.TimeoutException"],
+                        "message": "timed out",
+                    },
+                    "operation": "payments.capture",
+                },
+                {"kind": "classify", "error": {"status": 429}, "trace": True},
+            ],
+        },
+    )
+    first, second = answer["results"]
+    assert (first["index"], first["id"], first["kind"], first["status"]) == (0, "c1", "classify", "ok")
+    assert first["decision"]["code"] == "PAYMENT_PROVIDER_TIMEOUT"
+    assert first["decision"]["rule"] == "error-rule:payment-timeout"
+    assert first["decision"]["retryable"] is True
+    assert first["decision"]["policy_version"] == engine.version
+    assert second["decision"]["code"] == "RATE_LIMITED"
+    assert second["decision"]["trace"][-1]["outcome"] == "decide"
+
+
+def test_classify_query_errors_fail_alone():
+    """A classify query without an error, or with a malformed one, fails on its own."""
+    answer = evaluate(
+        _errors_engine(),
+        {
+            "context": {},
+            "queries": [
+                {"kind": "classify"},
+                {"kind": "classify", "error": {"status": "500"}},
+                {"kind": "classify", "error": {"types": ["TimeoutError"]}},
+            ],
+        },
+    )
+    results = answer["results"]
+    assert results[0]["error"] == {
+        "type": "INVALID_QUERY",
+        "message": "error: a classify query needs 'error'",
+        "location": "error",
+    }
+    assert results[1]["error"] == {
+        "type": "INVALID_QUERY",
+        "message": "error.status: Input should be a valid integer; found the text '500'",
+        "location": "error.status",
+    }
+    assert results[2]["decision"]["code"] == "UPSTREAM_TIMEOUT"
+
+
+def test_classify_query_without_errors_document(engine):
+    """Asking a set without an Errors document to classify gives NO_ERRORS_POLICY for that query."""
+    answer = evaluate(
+        engine, request({"kind": "classify", "error": {"status": 500}}, {"kind": "feature", "name": "basic"})
+    )
+    assert answer["results"][0]["error"] == {
+        "type": "NO_ERRORS_POLICY",
+        "message": "this policy set has no Errors document: add one to classify errors",
+    }
+    assert answer["results"][1]["status"] == "ok"

@@ -6,7 +6,6 @@ import importlib.util
 import math
 import os
 import re
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -712,15 +711,13 @@ def test_collections_as_keys_are_rejected(source: str, position: Position) -> No
     indirect=["parser"],
 )
 def test_ten_thousand_nested_flow_lists_are_too_deep(parser: str, column: int) -> None:
-    """``[[[[...`` 10,000 deep is YAML_TOO_DEEP, quickly and without RecursionError.
+    """``[[[[...`` 10,000 deep is YAML_TOO_DEEP, without RecursionError.
 
     libyaml stops by itself at 1,000 levels while scanning ahead; the pure-Python
     parser lets the reader stop at level 65.
     """
     assert parser in {"libyaml", "python"}
-    started = time.perf_counter()
     error = only_error("[" * 10_000 + "]" * 10_000)
-    assert time.perf_counter() - started < 5
     assert error.code == Code.YAML_TOO_DEEP
     assert error.position == at(1, column)
     assert error.message == "the data is nested more than 64 levels deep"
@@ -770,9 +767,7 @@ def test_a_billion_laughs_alias_bomb_is_stopped_by_the_node_budget() -> None:
     """Ten levels of ten aliases is YAML_TOO_MANY_NODES at the alias crossing the budget."""
     lines = ["a0: &a0 lol"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
-    started = time.perf_counter()
     error = only_error("\n".join(lines) + "\n")
-    assert time.perf_counter() - started < 5
     assert error.code == Code.YAML_TOO_MANY_NODES
     # a0..a4 hold 12,345 nodes with their five keys and a5's key and list start 12,352;
     # each *a4 adds 11,111, so the 8th on line 6 (column 10 + 7 * 5) crosses 100,000.
@@ -968,11 +963,11 @@ def test_events_and_errors_of_a_second_pyyaml_import_are_understood(
     assert error.message == "invalid YAML: mapping values are not allowed here"
 
 
-# ---------------------------------------------------------------- speed
+# ---------------------------------------------------------------- size
 
 
-def test_a_200_kb_policy_reads_quickly() -> None:
-    """A 200 KB policy file reads well within a second (a few ms on a fast machine)."""
+def test_a_200_kb_policy_reads_whole() -> None:
+    """A 200 KB policy file is read completely (its speed is measured by the benchmarks)."""
     feature = (
         "  feature_{i}:\n    from: gold\n    rollout: {i}\n"
         "    when: 'seller.verified && metrics.rating >= 4.5'\n    tags: [a, b, c]\n"
@@ -980,9 +975,7 @@ def test_a_200_kb_policy_reads_quickly() -> None:
     source = "features:\n" + "".join(feature.format(i=i) for i in range(1_700))
     data = source.encode()
     assert 190_000 < len(data) < 210_000
-    started = time.perf_counter()
     document = only_document(data)
-    assert time.perf_counter() - started < 1
     assert isinstance(document.value, dict)
     assert len(document.value["features"]) == 1_700
 

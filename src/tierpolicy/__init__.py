@@ -11,6 +11,7 @@ Load a policy directory once, then ask in-process questions::
 
 from __future__ import annotations
 
+from .engine._classification import Classification
 from .engine._decisions import (
     Action,
     Entitlements,
@@ -23,6 +24,7 @@ from .engine._decisions import (
 )
 from .engine._diagnostics import Code, Diagnostic, Position
 from .engine._engine import Engine, PolicyHolder, load
+from .engine._errorinfo import ErrorInfo
 from .engine._evaluation import evaluate
 from .engine._exceptions import (
     ConditionError,
@@ -32,6 +34,7 @@ from .engine._exceptions import (
     ExpressionTypeError,
     InvalidContextError,
     InvalidRequestError,
+    NoErrorsPolicyError,
     PolicyError,
     PolicyLoadError,
     TierpolicyError,
@@ -48,11 +51,13 @@ from .engine._rollout import rollout_bucket
 __all__ = [
     "Action",
     "CheckResult",
+    "Classification",
     "Code",
     "ConditionError",
     "Diagnostic",
     "Engine",
     "Entitlements",
+    "ErrorInfo",
     "EvaluationError",
     "ExpressionError",
     "ExpressionSyntaxError",
@@ -62,6 +67,7 @@ __all__ = [
     "InvalidRequestError",
     "LimitDecision",
     "MissingClause",
+    "NoErrorsPolicyError",
     "Override",
     "PolicyDocument",
     "PolicyError",

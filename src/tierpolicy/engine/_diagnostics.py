@@ -69,6 +69,14 @@ class Code(enum.StrEnum):
     MISSING_LIMIT_VALUE = "TP411"
     FLOOR_RULE = "TP412"
     UNREACHABLE_TIER = "TP413"
+    MISSING_CATCH_ALL = "TP414"
+    UNKNOWN_ERROR_CODE = "TP415"
+    RULE_SHADOWED = "TP416"
+    UNUSED_ERROR_CODE = "TP417"
+    # Resilience: retry deadlines and operation patterns
+    RETRY_EXCEEDS_DEADLINE = "TP420"
+    RETRY_ATTEMPTS_UNREACHABLE = "TP421"
+    AMBIGUOUS_OPERATION_PATTERN = "TP422"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, order=True)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ._classification import Classification, ErrorModel
 from ._context import parse_timestamp
 from ._decisions import Entitlements, FeatureDecision, LimitDecision, TierDecision, TraceStep
 from ._diagnostics import closest
+from ._errorinfo import ErrorInfo
 from ._exceptions import (
     ConditionError,
     InvalidContextError,
+    NoErrorsPolicyError,
     UnknownFeatureError,
     UnknownLimitError,
 )
@@ -98,6 +102,12 @@ class Engine:
     def limits(self) -> tuple[str, ...]:
         """Limit names, in policy order."""
         return tuple(self._limits)
+
+    @property
+    def errors(self) -> ErrorModel | None:
+        """The compiled Errors kind (registry and rules), or ``None`` if the set has none."""
+        model = self.policy_set.models.get("Errors")
+        return model if isinstance(model, ErrorModel) else None
 
     # ------------------------------------------------------------------ questions
 
@@ -244,6 +254,31 @@ class Engine:
             for name, lim in self._limits.items()
         }
         return Entitlements(seller_id, self._tiers.tiers[tier_index], features, limits, self.version)
+
+    def classify(
+        self, error: BaseException | ErrorInfo, *, operation: str | None = None, trace: bool = False
+    ) -> Classification:
+        """Classify an exception (or an error description) by the set's Errors rules.
+
+        Args:
+            error: The exception caught, or an :class:`ErrorInfo` describing it.
+            operation: The operation that failed, e.g. ``payments.capture``; overrides
+                the one ``error`` names, if any.
+            trace: Record every rule tried.
+
+        Raises:
+            NoErrorsPolicyError: The policy set has no Errors document.
+        """
+        model = self.policy_set.models.get("Errors")
+        if not isinstance(model, ErrorModel):
+            raise NoErrorsPolicyError
+        if isinstance(error, ErrorInfo):
+            info = error
+            if operation is not None and operation != info.operation:
+                info = dataclasses.replace(info, operation=operation)
+        else:
+            info = ErrorInfo.from_exception(error, operation=operation)
+        return model.classify(info, trace=trace)
 
     # ------------------------------------------------------------------ helpers
 

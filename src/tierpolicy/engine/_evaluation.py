@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from ._context import coerce_context, parse_timestamp
+from ._errorinfo import ErrorInfo
 from ._exceptions import (
     EvaluationError,
     InvalidContextError,
     InvalidRequestError,
+    NoErrorsPolicyError,
     UnknownNameError,
 )
 from ._overrides import Override
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from ._engine import Engine
 
 MAX_QUERIES = 1_000
-QUERY_KINDS = ("feature", "limit", "tier", "entitlements")
+QUERY_KINDS = ("feature", "limit", "tier", "entitlements", "classify")
 
 
 class _Strict(BaseModel):
@@ -67,8 +69,10 @@ class RequestIn(_Strict):
 class QueryIn(_Strict):
     """One query."""
 
-    kind: Literal["feature", "limit", "tier", "entitlements"]
+    kind: Literal["feature", "limit", "tier", "entitlements", "classify"]
     name: StrictStr | None = None
+    error: dict[str, Any] | None = None
+    operation: StrictStr | None = None
     id: StrictStr | StrictInt | None = None
     trace: StrictBool | None = None
 
@@ -189,6 +193,11 @@ def _answer(
                 decision: Any = engine.check(query.name, context, now=now, overrides=overrides, trace=trace)
             else:
                 decision = engine.limit(query.name, context, now=now, overrides=overrides, trace=trace)
+        elif query.kind == "classify":
+            if query.error is None:
+                raise InvalidRequestError("a classify query needs 'error'", location="error")
+            info = ErrorInfo.from_json(query.error)
+            decision = engine.classify(info, operation=query.operation, trace=trace)
         elif query.kind == "tier":
             decision = engine.qualify(context, now=now, overrides=overrides, trace=trace)
         else:
@@ -209,6 +218,8 @@ def error_json(exc: EvaluationError) -> dict[str, object]:
         }
     if isinstance(exc, InvalidContextError):
         return {"type": "INVALID_CONTEXT", "message": str(exc)}
+    if isinstance(exc, NoErrorsPolicyError):
+        return {"type": "NO_ERRORS_POLICY", "message": str(exc)}
     if isinstance(exc, InvalidRequestError):
         return {"type": "INVALID_QUERY", "message": str(exc), "location": exc.location}
     return {"type": "EVALUATION_ERROR", "message": str(exc)}

@@ -19,7 +19,9 @@ through. Driver errors (Redis, SQL, HTTP) are translated at the adapter boundary
     │   │   ├── UnknownLimitError
     │   │   └── UnknownTierError
     │   ├── InvalidContextError         (also ValueError) the context is malformed
-    │   └── InvalidRequestError         (also ValueError) an eval request is malformed
+    │   ├── InvalidRequestError         (also ValueError) an eval request is malformed
+    │   └── NoErrorsPolicyError         (also LookupError) classify asked of a set
+    │                                   without an Errors document
     └── ConditionError                  a condition failed at run time (missing
                                         attribute, type mismatch); decisions absorb it
                                         as a deny with reason CONDITION_ERROR
@@ -157,6 +159,17 @@ class InvalidRequestError(EvaluationError, ValueError):
     def __init__(self, message: str, *, location: str = "") -> None:
         self.location = location
         super().__init__(f"{location}: {message}" if location else message)
+
+
+class NoErrorsPolicyError(EvaluationError, LookupError):
+    """The policy set has no ``Errors`` document, so errors cannot be classified."""
+
+    def __init__(self) -> None:
+        super().__init__("this policy set has no Errors document: add one to classify errors")
+
+    def __str__(self) -> str:
+        # LookupError would otherwise repr() the message, quoting it twice.
+        return str(self.args[0])
 
 
 class ConditionError(TierpolicyError):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from ._classification import ErrorsSpec, compile_errors
 from ._documents import ContextSpec, SpecModel, TiersSpec
+from ._resilience import ResilienceSpec, compile_resilience
 
 if TYPE_CHECKING:
     from ._compiling import CompileContext, ParsedDocument
@@ -29,11 +31,16 @@ class KindCompiler(Protocol):
 SPEC_MODELS: dict[str, type[SpecModel]] = {
     "Context": ContextSpec,
     "Tiers": TiersSpec,
+    "Errors": ErrorsSpec,
+    "Resilience": ResilienceSpec,
 }
 """Document kind -> the model of its ``spec``."""
 
-SINGLETON_KINDS = frozenset({"Tiers"})
+SINGLETON_KINDS = frozenset({"Tiers", "Errors"})
 """Kinds of which a policy set holds at most one document."""
 
-KIND_COMPILERS: dict[str, KindCompiler] = {}
+KIND_COMPILERS: dict[str, KindCompiler] = {
+    "Errors": compile_errors,
+    "Resilience": compile_resilience,
+}
 """Kinds beyond Context and Tiers -> their compiler."""

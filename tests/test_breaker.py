@@ -1,0 +1,405 @@
+"""Tests of the circuit breaker: resilience4j semantics, a reference model, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import threading
+from fractions import Fraction
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from tests.strategies import breaker_policies
+
+from tierpolicy.engine._breaker import (
+    BreakerState,
+    InMemoryBreakerStore,
+    Permit,
+    Rejection,
+    Transition,
+)
+from tierpolicy.engine._resilience import BreakerPolicy
+
+KEY = "payments.*"
+POLICY = BreakerPolicy(
+    window_type="count",
+    window_size=4,
+    failure_rate_threshold=50.0,
+    slow_call_duration=1.0,
+    slow_call_rate_threshold=100.0,
+    minimum_calls=4,
+    wait_in_open=10.0,
+    wait_multiplier=2.0,
+    max_wait_in_open=30.0,
+    permitted_calls_in_half_open=2,
+    max_wait_in_half_open=0.0,
+)
+
+
+def call(store: InMemoryBreakerStore, outcome: str, now: float, *, duration: float = 0.1, policy=POLICY):
+    """Acquire and record one call; return the transitions it caused."""
+    permit = store.acquire(KEY, policy, now)
+    assert isinstance(permit, Permit)
+    return store.record(KEY, policy, permit, outcome, duration, now)
+
+
+def open_breaker(store: InMemoryBreakerStore, now: float = 0.0, policy=POLICY) -> None:
+    """Fail enough calls to open the breaker."""
+    for _ in range(policy.minimum_calls):
+        call(store, "failure", now, policy=policy)
+    assert store.snapshot(KEY, now).state is BreakerState.OPEN
+
+
+# --------------------------------------------------------------------------- examples
+
+
+def test_stays_closed_below_minimum_calls():
+    """Three failures of three calls do not count while minimum_calls is four."""
+    store = InMemoryBreakerStore()
+    for _ in range(3):
+        assert call(store, "failure", 0.0) == ()
+    snapshot = store.snapshot(KEY, 0.0)
+    assert (snapshot.state, snapshot.calls, snapshot.failure_rate) == (BreakerState.CLOSED, 3, None)
+
+
+def test_opens_at_exactly_the_threshold():
+    """Two failures in four calls is 50%, which opens a 50% breaker (>=)."""
+    store = InMemoryBreakerStore()
+    for outcome in ("success", "failure", "success"):
+        call(store, outcome, 0.0)
+    assert call(store, "failure", 0.0) == (
+        Transition(KEY, BreakerState.CLOSED, BreakerState.OPEN, 0.0, "threshold_reached"),
+    )
+
+
+def test_count_window_forgets_old_calls():
+    """Only the last window_size calls count."""
+    store = InMemoryBreakerStore()
+    for outcome in ("failure", "success", "success", "success", "success", "failure"):
+        call(store, outcome, 0.0)
+    snapshot = store.snapshot(KEY, 0.0)
+    assert (snapshot.state, snapshot.calls, snapshot.failures, snapshot.failure_rate) == (
+        BreakerState.CLOSED,
+        4,
+        1,
+        25.0,
+    )
+
+
+def test_time_window_forgets_calls_older_than_its_size():
+    """A 10 s time window drops calls made 10 s or more before."""
+    policy = dataclasses.replace(POLICY, window_type="time", window_size=10, minimum_calls=2)
+    store = InMemoryBreakerStore()
+    call(store, "failure", 0.5, policy=policy)
+    assert call(store, "success", 10.2, policy=policy) == ()
+    assert store.snapshot(KEY, 10.2).calls == 1
+    assert call(store, "failure", 10.3, policy=policy)[0].to_state is BreakerState.OPEN
+
+
+def test_slow_calls_open_the_breaker():
+    """Successful but slow calls open the breaker at the slow-call rate threshold."""
+    store = InMemoryBreakerStore()
+    for _ in range(3):
+        call(store, "success", 0.0, duration=1.5)
+    assert call(store, "success", 0.0, duration=1.5)[0].to_state is BreakerState.OPEN
+
+
+def test_a_call_at_the_slow_duration_is_not_slow():
+    """Slow means longer than slow_call_duration."""
+    store = InMemoryBreakerStore()
+    for _ in range(4):
+        assert call(store, "success", 0.0, duration=1.0) == ()
+
+
+def test_ignored_outcomes_count_as_neither():
+    """Ignored outcomes do not enter the window."""
+    store = InMemoryBreakerStore()
+    for _ in range(10):
+        call(store, "ignored", 0.0)
+    assert store.snapshot(KEY, 0.0).calls == 0
+
+
+def test_open_rejects_until_the_wait_has_passed():
+    """An open breaker rejects with the time it reopens, then admits a half-open probe."""
+    store = InMemoryBreakerStore()
+    open_breaker(store)
+    assert store.acquire(KEY, POLICY, 9.9) == Rejection(KEY, BreakerState.OPEN, 10.0)
+    permit = store.acquire(KEY, POLICY, 10.0)
+    assert isinstance(permit, Permit)
+    assert permit.state is BreakerState.HALF_OPEN
+    assert permit.transitions == (
+        Transition(KEY, BreakerState.OPEN, BreakerState.HALF_OPEN, 10.0, "wait_elapsed"),
+    )
+
+
+def test_half_open_admits_exactly_the_permitted_probes():
+    """Two permits in half-open, then rejections until probes complete."""
+    store = InMemoryBreakerStore()
+    open_breaker(store)
+    answers = [store.acquire(KEY, POLICY, 10.0) for _ in range(4)]
+    assert [type(a) for a in answers] == [Permit, Permit, Rejection, Rejection]
+    assert answers[2] == Rejection(KEY, BreakerState.HALF_OPEN, None)
+
+
+def test_successful_probes_close_the_breaker_with_an_empty_window():
+    """When all probes succeed the breaker closes and starts counting afresh."""
+    store = InMemoryBreakerStore()
+    open_breaker(store)
+    first, second = store.acquire(KEY, POLICY, 10.0), store.acquire(KEY, POLICY, 10.0)
+    assert store.record(KEY, POLICY, first, "success", 0.1, 10.5) == ()
+    [transition] = store.record(KEY, POLICY, second, "success", 0.1, 11.0)
+    assert (transition.to_state, transition.reason) == (BreakerState.CLOSED, "probes_succeeded")
+    snapshot = store.snapshot(KEY, 11.0)
+    assert (snapshot.calls, snapshot.openings) == (0, 0)
+
+
+def test_failed_probes_reopen_with_a_growing_wait():
+    """Probes at the threshold reopen the breaker, for wait * multiplier, capped."""
+    store = InMemoryBreakerStore()
+    open_breaker(store)
+    now = 10.0
+    for expected_wait in (20.0, 30.0, 30.0):
+        permits = [store.acquire(KEY, POLICY, now) for _ in range(2)]
+        store.record(KEY, POLICY, permits[0], "failure", 0.1, now)
+        [transition] = store.record(KEY, POLICY, permits[1], "failure", 0.1, now)
+        assert transition.reason == "probes_failed"
+        assert store.snapshot(KEY, now).open_until == now + expected_wait
+        now += expected_wait
+
+
+def test_ignored_probe_returns_its_permit():
+    """An ignored probe releases its permit so another probe may run."""
+    store = InMemoryBreakerStore()
+    open_breaker(store)
+    first = store.acquire(KEY, POLICY, 10.0)
+    store.acquire(KEY, POLICY, 10.0)
+    assert isinstance(store.acquire(KEY, POLICY, 10.0), Rejection)
+    store.record(KEY, POLICY, first, "ignored", 0.1, 10.0)
+    assert isinstance(store.acquire(KEY, POLICY, 10.0), Permit)
+
+
+def test_max_wait_in_half_open_reopens():
+    """A breaker half-open for max_wait_in_half_open opens again."""
+    policy = dataclasses.replace(POLICY, max_wait_in_half_open=5.0)
+    store = InMemoryBreakerStore()
+    open_breaker(store, policy=policy)
+    store.acquire(KEY, policy, 10.0)
+    rejection = store.acquire(KEY, policy, 15.0)
+    assert isinstance(rejection, Rejection)
+    assert rejection.transitions[0].reason == "half_open_timeout"
+    assert rejection.retry_at == 15.0 + 20.0
+
+
+def test_outcome_of_a_previous_state_is_dropped():
+    """A call admitted while closed that ends after the breaker opened changes nothing."""
+    store = InMemoryBreakerStore()
+    late = store.acquire(KEY, POLICY, 0.0)
+    open_breaker(store)
+    assert store.record(KEY, POLICY, late, "failure", 0.1, 1.0) == ()
+    assert store.snapshot(KEY, 1.0).openings == 1
+
+
+def test_error_outcomes_follow_record_and_ignore():
+    """Recorded categories and codes fail, ignored codes are ignored, others count as success."""
+    policy = dataclasses.replace(
+        POLICY, record_codes=frozenset({"PAYMENT_DECLINED"}), ignore_codes=frozenset({"NOT_FOUND"})
+    )
+    assert policy.outcome_of_error(category="transient", code=None) == "failure"
+    assert policy.outcome_of_error(category="invalid_request", code="PAYMENT_DECLINED") == "failure"
+    assert policy.outcome_of_error(category="transient", code="NOT_FOUND") == "ignored"
+    assert policy.outcome_of_error(category="invalid_request", code="BAD_INPUT") == "success"
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_threads_get_exactly_the_permitted_probes():
+    """N threads acquiring a half-open breaker at once get exactly the permitted permits."""
+    policy = dataclasses.replace(POLICY, permitted_calls_in_half_open=3)
+    store = InMemoryBreakerStore()
+    open_breaker(store, policy=policy)
+    threads, barrier, results = 32, threading.Barrier(32), []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        barrier.wait()
+        answer = store.acquire(KEY, policy, 10.0)
+        with lock:
+            results.append(answer)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert sum(isinstance(r, Permit) for r in results) == 3
+    assert sum(isinstance(r, Rejection) for r in results) == threads - 3
+
+
+def test_tasks_get_exactly_the_permitted_probes():
+    """N asyncio tasks acquiring a half-open breaker get exactly the permitted permits."""
+    store = InMemoryBreakerStore()
+    open_breaker(store)
+
+    async def probe() -> Permit | Rejection:
+        await asyncio.sleep(0)
+        return store.acquire(KEY, POLICY, 10.0)
+
+    async def main() -> list[Permit | Rejection]:
+        return list(await asyncio.gather(*(probe() for _ in range(50))))
+
+    results = asyncio.run(main())
+    assert sum(isinstance(r, Permit) for r in results) == POLICY.permitted_calls_in_half_open
+
+
+# --------------------------------------------------------------------------- reference model
+
+
+class ReferenceBreaker:
+    """A direct, unoptimised reading of the documented semantics."""
+
+    def __init__(self, policy: BreakerPolicy) -> None:
+        self.policy = policy
+        self.state = "closed"
+        self.generation = 0
+        self.calls: list[tuple[float, bool, bool]] = []
+        self.openings = 0
+        self.since = 0.0
+        self.issued = 0
+        self.probes: list[tuple[bool, bool]] = []
+
+    def _enter(self, state: str, now: float, openings: int) -> None:
+        self.state, self.since, self.openings = state, now, openings
+        self.generation += 1
+        self.calls, self.probes, self.issued = [], [], 0
+
+    def _settle(self, now: float) -> None:
+        wait = self.policy.max_wait_in_half_open
+        if self.state == "half_open" and wait > 0 and now >= self.since + wait:
+            self._enter("open", now, self.openings + 1)
+
+    def _trips(self, outcomes: list[tuple[bool, bool]], minimum: int) -> bool:
+        if len(outcomes) < minimum or not outcomes:
+            return False
+        failure_rate = Fraction(sum(f for f, _ in outcomes) * 100, len(outcomes))
+        slow_rate = Fraction(sum(s for _, s in outcomes) * 100, len(outcomes))
+        return failure_rate >= Fraction(self.policy.failure_rate_threshold) or slow_rate >= Fraction(
+            self.policy.slow_call_rate_threshold
+        )
+
+    def window(self, now: float) -> list[tuple[bool, bool]]:
+        """The outcomes in the closed-state window at ``now``."""
+        if self.policy.window_type == "count":
+            return [(f, s) for _, f, s in self.calls[-self.policy.window_size :]]
+        return [(f, s) for t, f, s in self.calls if math.floor(t) > math.floor(now) - self.policy.window_size]
+
+    def acquire(self, now: float) -> int | None:
+        """The generation of a granted permit, or ``None`` when rejected."""
+        self._settle(now)
+        if self.state == "open":
+            wait = min(
+                self.policy.max_wait_in_open,
+                self.policy.wait_in_open * self.policy.wait_multiplier ** (self.openings - 1),
+            )
+            if now < self.since + wait:
+                return None
+            self._enter("half_open", now, self.openings)
+        if self.state == "half_open":
+            if self.issued >= self.policy.permitted_calls_in_half_open:
+                return None
+            self.issued += 1
+        return self.generation
+
+    def record(self, generation: int, outcome: str, duration: float, now: float) -> None:
+        """Record the outcome of a call admitted under ``generation``."""
+        self._settle(now)
+        if generation != self.generation or self.state == "open":
+            return
+        if outcome == "ignored":
+            if self.state == "half_open":
+                self.issued -= 1
+            return
+        slow = self.policy.slow_call_duration is not None and duration > self.policy.slow_call_duration
+        entry = (outcome == "failure", slow)
+        if self.state == "closed":
+            self.calls.append((now, *entry))
+            if self._trips(self.window(now), self.policy.minimum_calls):
+                self._enter("open", now, 1)
+            return
+        self.probes.append(entry)
+        if len(self.probes) == self.policy.permitted_calls_in_half_open:
+            if self._trips(self.probes, len(self.probes)):
+                self._enter("open", now, self.openings + 1)
+            else:
+                self._enter("closed", now, 0)
+
+
+class BreakerMachine(RuleBasedStateMachine):
+    """The in-memory store and the reference model agree on every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.outstanding: list[tuple[Permit, int]] = []
+
+    @initialize(policy=breaker_policies())
+    def start(self, policy: BreakerPolicy) -> None:
+        """Start with a drawn policy, an empty store and a fresh reference."""
+        self.policy = policy
+        self.store = InMemoryBreakerStore()
+        self.reference = ReferenceBreaker(policy)
+
+    @rule(step=st.sampled_from((0.25, 0.5, 1.0, 2.0, 5.0)))
+    def advance(self, step: float) -> None:
+        """Move the clock forward."""
+        self.now += step
+
+    @rule()
+    def acquire(self) -> None:
+        """Both admit, or both reject."""
+        answer = self.store.acquire(KEY, self.policy, self.now)
+        expected = self.reference.acquire(self.now)
+        assert isinstance(answer, Permit) == (expected is not None)
+        if isinstance(answer, Permit) and expected is not None:
+            self.outstanding.append((answer, expected))
+
+    @rule(
+        index=st.integers(0, 10),
+        outcome=st.sampled_from(("success", "failure", "ignored")),
+        duration=st.sampled_from((0.1, 1.0, 3.0)),
+    )
+    def complete(self, index: int, outcome: str, duration: float) -> None:
+        """Complete an outstanding call in both with the same outcome."""
+        if not self.outstanding:
+            return
+        permit, generation = self.outstanding.pop(index % len(self.outstanding))
+        self.store.record(KEY, self.policy, permit, outcome, duration, self.now)  # type: ignore[arg-type]
+        self.reference.record(generation, outcome, duration, self.now)
+
+    @invariant()
+    def same_state(self) -> None:
+        """State, openings, permits and window counts agree."""
+        if not hasattr(self, "store"):
+            return
+        snapshot = self.store.snapshot(KEY, self.now)
+        assert snapshot.state.value == self.reference.state
+        assert snapshot.openings == self.reference.openings
+        if self.reference.state == "half_open":
+            assert (
+                snapshot.half_open_permits_left
+                == self.policy.permitted_calls_in_half_open - self.reference.issued
+            )
+            assert snapshot.calls == len(self.reference.probes)
+        elif self.reference.state == "closed":
+            window = self.reference.window(self.now)
+            assert (snapshot.calls, snapshot.failures, snapshot.slow_calls) == (
+                len(window),
+                sum(f for f, _ in window),
+                sum(s for _, s in window),
+            )
+
+
+BreakerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
+TestBreakerMatchesReference = BreakerMachine.TestCase
