@@ -28,11 +28,16 @@ from tierpolicy.engine.cel import (
     ObjectType,
     UInt,
 )
+from tierpolicy.engine.cel._lexer import RESERVED as _LEXER_RESERVED
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tierpolicy.engine.cel import CelType
+
+CEL_RESERVED = _LEXER_RESERVED | {"true", "false", "null", "in"}
+"""Words that cannot name an attribute (CEL reserved words and literals)."""
+
 
 # =====================================================================================
 # CEL expressions and contexts (tests/cel/test_differential.py)
@@ -1027,7 +1032,8 @@ def policy_documents(
             st.from_regex(r"x[a-z0-9_]{0,6}", fullmatch=True),
             st.sampled_from(POLICY_TYPE_NAMES)
             | st.dictionaries(
-                st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True),
+                # Nested names must be usable in conditions: no CEL reserved word.
+                st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda n: n not in CEL_RESERVED),
                 st.sampled_from(POLICY_TYPE_NAMES),
                 min_size=1,
                 max_size=3,

@@ -11,6 +11,7 @@ Load a policy directory once, then ask in-process questions::
 
 from __future__ import annotations
 
+from .engine._breaker import BreakerState, InMemoryBreakerStore
 from .engine._classification import Classification
 from .engine._decisions import (
     Action,
@@ -27,21 +28,39 @@ from .engine._engine import Engine, PolicyHolder, load
 from .engine._errorinfo import ErrorInfo
 from .engine._evaluation import evaluate
 from .engine._exceptions import (
+    AttemptTimeoutError,
+    BulkheadFullError,
+    CallRejectedError,
+    CircuitOpenError,
     ConditionError,
     EvaluationError,
     ExpressionError,
     ExpressionSyntaxError,
     ExpressionTypeError,
+    FallbackCycleError,
     InvalidContextError,
     InvalidRequestError,
     NoErrorsPolicyError,
     PolicyError,
     PolicyLoadError,
+    ResilienceError,
     TierpolicyError,
     UnknownFeatureError,
     UnknownLimitError,
     UnknownNameError,
     UnknownTierError,
+)
+from .engine._executor import (
+    AttemptFailed,
+    AttemptStarted,
+    AttemptSucceeded,
+    BreakerTransition,
+    Executor,
+    FallbackFailed,
+    FallbackUsed,
+    GaveUp,
+    InMemoryResultCache,
+    RetryScheduled,
 )
 from .engine._loader import CheckResult, check, load_files
 from .engine._overrides import Override
@@ -50,7 +69,16 @@ from .engine._rollout import rollout_bucket
 
 __all__ = [
     "Action",
+    "AttemptFailed",
+    "AttemptStarted",
+    "AttemptSucceeded",
+    "AttemptTimeoutError",
+    "BreakerState",
+    "BreakerTransition",
+    "BulkheadFullError",
+    "CallRejectedError",
     "CheckResult",
+    "CircuitOpenError",
     "Classification",
     "Code",
     "ConditionError",
@@ -59,10 +87,17 @@ __all__ = [
     "Entitlements",
     "ErrorInfo",
     "EvaluationError",
+    "Executor",
     "ExpressionError",
     "ExpressionSyntaxError",
     "ExpressionTypeError",
+    "FallbackCycleError",
+    "FallbackFailed",
+    "FallbackUsed",
     "FeatureDecision",
+    "GaveUp",
+    "InMemoryBreakerStore",
+    "InMemoryResultCache",
     "InvalidContextError",
     "InvalidRequestError",
     "LimitDecision",
@@ -76,6 +111,8 @@ __all__ = [
     "PolicySet",
     "Position",
     "Reason",
+    "ResilienceError",
+    "RetryScheduled",
     "TierDecision",
     "TierpolicyError",
     "TraceStep",

@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import email.utils
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from types import MappingProxyType
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
 
@@ -26,8 +27,6 @@ MAX_MESSAGE_CHARS: Final = 4096
 """Exception text longer than this is cut (rules match on the first part only)."""
 MAX_RETRY_AFTER: Final = 366 * 86400.0
 """A larger Retry-After hint is read as junk."""
-_NAMES_CACHE_SIZE: Final = 1024
-_names_cache: dict[type, tuple[str, ...]] = {}
 _EMPTY: Final[Mapping[str, object]] = MappingProxyType({})
 
 
@@ -170,9 +169,13 @@ def exception_names(kind: type) -> tuple[str, ...]:
     segments, also with them dropped: ``httpx._exceptions.ConnectTimeout`` then
     ``httpx.ConnectTimeout``. Built-in classes are named without ``builtins.``.
     """
-    cached = _names_cache.get(kind)
-    if cached is not None:
-        return cached
+    # mypy sees a class object's __hash__ as unbound; classes are hashable all the same.
+    return _names(cast("Hashable", kind))
+
+
+@functools.lru_cache(maxsize=1024)
+def _names(kind: Hashable) -> tuple[str, ...]:
+    assert isinstance(kind, type)  # noqa: S101  only exception_names calls this
     names: list[str] = []
     for cls in getattr(kind, "__mro__", (kind,)):
         if cls is object:
@@ -182,11 +185,13 @@ def exception_names(kind: type) -> tuple[str, ...]:
         for name in _spellings(module, qualname):
             if name not in names:
                 names.append(name)
-    result = tuple(names)
-    if len(_names_cache) >= _NAMES_CACHE_SIZE:
-        _names_cache.clear()
-    _names_cache[kind] = result
-    return result
+    return tuple(names)
+
+
+def public_name(kind: type) -> str:
+    """The name users write for ``kind``: ``httpx.ConnectTimeout``, ``TimeoutError``."""
+    module = str(getattr(kind, "__module__", "") or "")
+    return _spellings(module, str(getattr(kind, "__qualname__", getattr(kind, "__name__", "?"))))[-1]
 
 
 def _spellings(module: str, qualname: str) -> tuple[str, ...]:

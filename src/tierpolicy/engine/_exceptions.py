@@ -22,9 +22,16 @@ through. Driver errors (Redis, SQL, HTTP) are translated at the adapter boundary
     │   ├── InvalidRequestError         (also ValueError) an eval request is malformed
     │   └── NoErrorsPolicyError         (also LookupError) classify asked of a set
     │                                   without an Errors document
-    └── ConditionError                  a condition failed at run time (missing
-                                        attribute, type mismatch); decisions absorb it
-                                        as a deny with reason CONDITION_ERROR
+    ├── ConditionError                  a condition failed at run time (missing
+    │                                   attribute, type mismatch); decisions absorb it
+    │                                   as a deny with reason CONDITION_ERROR
+    ├── ResilienceError                 a resilient call failed for good (carries the
+    │                                   Classification); raised from the last error
+    ├── CallRejectedError               the executor refused to call the function
+    │   ├── CircuitOpenError            the operation's breaker is open
+    │   ├── BulkheadFullError           no concurrency slot freed in time
+    │   └── FallbackCycleError          an operation fallback would loop
+    └── AttemptTimeoutError             (also TimeoutError) an attempt ran past its timeout
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ._classification import Classification
     from ._diagnostics import Diagnostic
 
 
@@ -178,3 +186,92 @@ class ConditionError(TierpolicyError):
     Raised by compiled CEL programs; the engine turns it into a deny whose reason is
     ``CONDITION_ERROR`` and whose message is this exception's text.
     """
+
+
+class ResilienceError(TierpolicyError):
+    """A resilient call failed for good: retries and fallbacks could not save it.
+
+    Raised ``from`` the last error, which stays on ``__cause__``.
+
+    Attributes:
+        operation: The operation that failed.
+        classification: What the last error is, by the errors policy.
+        attempts: How many attempts were made.
+        reason: Why no further attempt was made (a :class:`RetryReason` value, or
+            ``CIRCUIT_OPEN``).
+    """
+
+    def __init__(self, operation: str, classification: Classification, *, attempts: int, reason: str) -> None:
+        self.operation = operation
+        self.classification = classification
+        self.attempts = attempts
+        self.reason = reason
+        super().__init__(
+            f"{operation} failed with {classification.code} after {attempts} attempt(s) ({reason})"
+        )
+
+
+class CallRejectedError(TierpolicyError):
+    """The executor refused to make a call (it never reached the function).
+
+    Attributes:
+        operation: The operation whose call was refused.
+    """
+
+    def __init__(self, operation: str, message: str) -> None:
+        self.operation = operation
+        super().__init__(message)
+
+
+class CircuitOpenError(CallRejectedError):
+    """The operation's circuit breaker is open (or its half-open probes are all taken).
+
+    Classified as the registry's ``CIRCUIT_OPEN`` code (never retried) when the errors
+    policy declares one; raised as is otherwise.
+
+    Attributes:
+        retry_in: Seconds until the breaker admits calls again, when known.
+    """
+
+    def __init__(self, operation: str, *, retry_in: float | None = None) -> None:
+        self.retry_in = retry_in
+        hint = f"; retry in {retry_in:g}s" if retry_in is not None else ""
+        super().__init__(operation, f"the circuit breaker of {operation} is open{hint}")
+
+
+class BulkheadFullError(CallRejectedError):
+    """The operation already runs its maximum of concurrent calls and no slot freed in time.
+
+    Attributes:
+        max_concurrent: The bulkhead's size.
+        waited: Seconds waited for a slot.
+    """
+
+    def __init__(self, operation: str, *, max_concurrent: int, waited: float) -> None:
+        self.max_concurrent = max_concurrent
+        self.waited = waited
+        super().__init__(
+            operation,
+            f"{operation} already runs {max_concurrent} concurrent call(s); no slot freed in {waited:g}s",
+        )
+
+
+class FallbackCycleError(CallRejectedError):
+    """An ``operation`` fallback step would call an operation already on the call's chain."""
+
+
+class AttemptTimeoutError(TierpolicyError, TimeoutError):
+    """An attempt ran past its timeout (also a :class:`TimeoutError`, so rules on it match).
+
+    Async attempts are cancelled at the timeout; sync attempts cannot be interrupted and
+    are failed when they return late (their result is discarded).
+
+    Attributes:
+        operation: The operation.
+        timeout: The attempt's timeout in seconds.
+    """
+
+    def __init__(self, operation: str, timeout: float) -> None:
+        self.operation = operation
+        self.timeout = timeout
+        super().__init__(f"an attempt of {operation} exceeded its {timeout:g}s timeout")
