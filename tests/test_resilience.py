@@ -20,6 +20,7 @@ from tierpolicy.engine._resilience import (
     BudgetPolicy,
     FallbackStep,
     ResilienceModel,
+    _attempt_range,
     first_unreachable_attempt,
     glob_regex,
     globs_overlap,
@@ -307,3 +308,9 @@ def test_shipped_resilience_conforms_to_the_schema():
     """policies/resilience.yaml validates against the published Resilience schema."""
     document = yaml.safe_load((POLICIES / "resilience.yaml").read_text(encoding="utf-8"))
     assert list(jsonschema.Draft202012Validator(kind_schema("Resilience")).iter_errors(document)) == []
+
+
+def test_attempt_range_names_a_single_attempt_in_the_singular():
+    """When only the last attempt is unreachable, the message names it alone."""
+    assert _attempt_range(4, 4) == "attempt 4"
+    assert _attempt_range(4, 5) == "attempts 4 to 5"

@@ -674,7 +674,7 @@ def _check_deadline(
         c.out.add(
             position,
             Code.RETRY_ATTEMPTS_UNREACHABLE,
-            f"attempts {unreachable} to {policy.max_attempts} can never run: even the shortest"
+            f"{_attempt_range(unreachable, policy.max_attempts)} can never run: even the shortest"
             f" backoffs before attempt {unreachable} use up the {_seconds(deadline)} deadline",
             hint=f"lower max_attempts to {unreachable - 1}, shorten the delays, or raise the deadline",
             severity="warning",
@@ -691,6 +691,10 @@ def _check_deadline(
             hint="raise the deadline, or lower max_attempts, timeout or max_delay",
             severity="warning",
         )
+
+
+def _attempt_range(first: int, last: int) -> str:
+    return f"attempt {first}" if first == last else f"attempts {first} to {last}"
 
 
 def _seconds(value: float) -> str:
