@@ -14,11 +14,16 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from tests.strategies import breaker_policies
 
 from tierpolicy.engine._breaker import (
+    BreakerData,
+    BreakerSnapshot,
     BreakerState,
     InMemoryBreakerStore,
     Permit,
     Rejection,
     Transition,
+    acquire_step,
+    record_step,
+    snapshot_of,
 )
 from tierpolicy.engine._resilience import BreakerPolicy
 
@@ -403,3 +408,210 @@ class BreakerMachine(RuleBasedStateMachine):
 
 BreakerMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=60, deadline=None)
 TestBreakerMatchesReference = BreakerMachine.TestCase
+
+
+# --------------------------------------------------------------------------- the in-place fast path
+
+
+class PureStore:
+    """A store that only runs the pure step functions: what the in-memory store must equal."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, BreakerData] = {}
+        self.policies: dict[str, BreakerPolicy] = {}
+
+    def acquire(self, key: str, policy: BreakerPolicy, now: float) -> Permit | Rejection:
+        """:func:`acquire_step` on the key's data."""
+        data, answer = acquire_step(self.data.get(key, BreakerData()), key, policy, now)
+        self.data[key], self.policies[key] = data, policy
+        return answer
+
+    def record(
+        self, key: str, policy: BreakerPolicy, permit: Permit, outcome: str, duration: float, now: float
+    ) -> tuple[Transition, ...]:
+        """:func:`record_step` on the key's data."""
+        data, transitions = record_step(
+            self.data.get(key, BreakerData()),
+            key,
+            policy,
+            permit,
+            outcome,  # type: ignore[arg-type]
+            duration,
+            now,
+        )
+        self.data[key], self.policies[key] = data, policy
+        return transitions
+
+    def snapshot(self, key: str, now: float) -> BreakerSnapshot:
+        """:func:`snapshot_of` the key's data."""
+        return snapshot_of(self.data.get(key, BreakerData()), key, self.policies.get(key), now)
+
+
+class FastPathMachine(RuleBasedStateMachine):
+    """The in-memory store answers exactly as the pure step functions, step by step.
+
+    Harsher than :class:`BreakerMachine`: two policies used in turn on one key (so a
+    live window meets a policy it was not built for), a clock that can go back, stale
+    permits, and every answer, transition and snapshot compared in full.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.outstanding: list[Permit] = []
+
+    @initialize(first=breaker_policies(), second=breaker_policies())
+    def start(self, first: BreakerPolicy, second: BreakerPolicy) -> None:
+        """Two drawn policies, an empty in-memory store and an empty pure store."""
+        self.policies = (first, second)
+        self.store = InMemoryBreakerStore()
+        self.pure = PureStore()
+
+    @rule(step=st.sampled_from((0.25, 0.5, 1.0, 2.0, 5.0, -0.5, -2.0)))
+    def advance(self, step: float) -> None:
+        """Move the clock, now and then backwards."""
+        self.now = max(0.0, self.now + step)
+
+    @rule(which=st.sampled_from((0, 0, 0, 1)))
+    def acquire(self, which: int) -> None:
+        """Both give the same permit or rejection."""
+        policy = self.policies[which]
+        answer = self.store.acquire(KEY, policy, self.now)
+        assert answer == self.pure.acquire(KEY, policy, self.now)
+        if isinstance(answer, Permit):
+            self.outstanding.append(answer)
+
+    @rule(
+        which=st.sampled_from((0, 0, 0, 1)),
+        index=st.integers(0, 10),
+        outcome=st.sampled_from(("success", "success", "failure", "ignored")),
+        duration=st.sampled_from((0.1, 1.0, 3.0)),
+        keep=st.booleans(),
+    )
+    def complete(self, which: int, index: int, outcome: str, duration: float, keep: bool) -> None:
+        """Both report the same transitions; a kept permit is reused later (stale or not)."""
+        if not self.outstanding:
+            return
+        policy = self.policies[which]
+        at = index % len(self.outstanding)
+        permit = self.outstanding[at] if keep else self.outstanding.pop(at)
+        got = self.store.record(KEY, policy, permit, outcome, duration, self.now)  # type: ignore[arg-type]
+        assert got == self.pure.record(KEY, policy, permit, outcome, duration, self.now)
+
+    @invariant()
+    def same_snapshot(self) -> None:
+        """Snapshots agree field by field."""
+        if hasattr(self, "store"):
+            assert self.store.snapshot(KEY, self.now) == self.pure.snapshot(KEY, self.now)
+
+
+FastPathMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=80, deadline=None)
+TestFastPathMatchesPureSteps = FastPathMachine.TestCase
+
+
+def test_a_full_count_window_of_successes_stays_closed_over_many_calls():
+    """Steady state of the in-place path: successes replacing successes in a full window."""
+    store = InMemoryBreakerStore()
+    for _ in range(1_000):
+        assert call(store, "success", 0.0) == ()
+    assert call(store, "failure", 0.0) == ()
+    snapshot = store.snapshot(KEY, 0.0)
+    assert (snapshot.state, snapshot.calls, snapshot.failures) == (BreakerState.CLOSED, 4, 1)
+    assert call(store, "failure", 0.0)[0].to_state is BreakerState.OPEN
+
+
+def test_a_stricter_policy_trips_a_live_window_on_its_next_outcome():
+    """A window below one policy's threshold trips under a stricter one at the next record."""
+    store, pure = InMemoryBreakerStore(), PureStore()
+    strict = dataclasses.replace(POLICY, failure_rate_threshold=20.0)
+    for outcome in ("success", "failure", "success", "success"):
+        for s in (store, pure):
+            permit = s.acquire(KEY, POLICY, 0.0)
+            s.record(KEY, POLICY, permit, outcome, 0.1, 0.0)
+    assert store.snapshot(KEY, 0.0).state is BreakerState.CLOSED
+    permits = [s.acquire(KEY, strict, 0.0) for s in (store, pure)]
+    assert permits[0] == permits[1]
+    # A success replacing the oldest success leaves 1 failure in 4 calls: 25 % >= 20 %.
+    got = [s.record(KEY, strict, p, "success", 0.1, 0.0) for s, p in zip((store, pure), permits, strict=True)]
+    assert got[0] == got[1]
+    assert got[0][0].to_state is BreakerState.OPEN
+
+
+def test_time_window_successes_in_one_second_and_expiry():
+    """Many calls in one second, then the window moving past them, as the pure steps say."""
+    policy = dataclasses.replace(POLICY, window_type="time", window_size=3, minimum_calls=4)
+    store, pure = InMemoryBreakerStore(), PureStore()
+    schedule = [(0.1, "failure")] + [(0.2 + i / 1000, "success") for i in range(50)] + [(1.5, "failure")]
+    schedule += [(3.2, "failure"), (3.3, "success"), (3.4, "failure"), (3.5, "failure"), (4.0, "failure")]
+    for now, outcome in schedule:
+        answers = [s.acquire(KEY, policy, now) for s in (store, pure)]
+        assert answers[0] == answers[1]
+        if isinstance(answers[0], Permit):
+            got = [
+                s.record(KEY, policy, a, outcome, 0.1, now)
+                for s, a in zip((store, pure), answers, strict=True)
+            ]
+            assert got[0] == got[1]
+        assert store.snapshot(KEY, now) == pure.snapshot(KEY, now)
+    assert store.snapshot(KEY, 4.0).state is BreakerState.OPEN
+
+
+def test_a_success_that_reaches_minimum_calls_can_open_the_breaker():
+    """Rates first count at minimum_calls: 3 failures then a success is 75 %, count or time window."""
+    for policy in (POLICY, dataclasses.replace(POLICY, window_type="time", window_size=10)):
+        store = InMemoryBreakerStore()
+        for _ in range(3):
+            assert call(store, "failure", 0.5, policy=policy) == ()
+        [transition] = call(store, "success", 0.5, policy=policy)
+        assert (transition.to_state, transition.reason) == (BreakerState.OPEN, "threshold_reached")
+
+
+def _record_from_threads(
+    store: InMemoryBreakerStore, policy: BreakerPolicy, threads: int, per_thread: int
+) -> None:
+    barrier = threading.Barrier(threads)
+
+    def worker() -> None:
+        barrier.wait()
+        for i in range(per_thread):
+            permit = store.acquire(KEY, policy, 1.5)
+            assert isinstance(permit, Permit)
+            store.record(KEY, policy, permit, "failure" if i % 4 == 0 else "success", 0.1, 1.5)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+
+
+def test_threads_recording_into_a_closed_window_lose_no_outcome():
+    """The in-place window is updated under the store's lock: concurrent records all count."""
+    never_trips = dataclasses.replace(POLICY, minimum_calls=5_000)  # more than the 4,000 calls made
+    for policy in (
+        dataclasses.replace(never_trips, window_size=10_000),
+        dataclasses.replace(never_trips, window_type="time", window_size=10),
+    ):
+        store = InMemoryBreakerStore()
+        _record_from_threads(store, policy, threads=8, per_thread=500)
+        snapshot = store.snapshot(KEY, 1.5)
+        assert (snapshot.state, snapshot.calls, snapshot.failures) == (BreakerState.CLOSED, 4_000, 1_000)
+
+
+def test_a_shorter_time_window_drops_buckets_a_longer_one_kept():
+    """Switching to a shorter time window expires buckets even within the current second."""
+    longer = dataclasses.replace(POLICY, window_type="time", window_size=2, minimum_calls=1)
+    shorter = dataclasses.replace(longer, window_size=1, failure_rate_threshold=20.0)
+    store, pure = InMemoryBreakerStore(), PureStore()
+    steps = [(longer, 2.75, "success")] * 4 + [(longer, 3.0, "failure"), (shorter, 3.0, "success")]
+    steps += [(longer, 3.0, "success"), (shorter, 3.5, "success"), (longer, 4.0, "success")]
+    for policy, now, outcome in steps:
+        permits = [s.acquire(KEY, policy, now) for s in (store, pure)]
+        assert permits[0] == permits[1]
+        if isinstance(permits[0], Permit):
+            got = [
+                s.record(KEY, policy, a, outcome, 0.1, now)
+                for s, a in zip((store, pure), permits, strict=True)
+            ]
+            assert got[0] == got[1]
+        assert store.snapshot(KEY, now) == pure.snapshot(KEY, now)

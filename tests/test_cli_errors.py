@@ -7,16 +7,13 @@ import io
 import json
 import sys
 from importlib.metadata import version as dist_version
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
 from support import SMALL_SET
 from tierpolicy import cli
 from tierpolicy.engine._schema import kind_schema, set_schema
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 CONTEXT = {
     "seller": {"id": "s-1", "tier": "silver"},
@@ -308,3 +305,33 @@ def test_explain_shows_what_keeps_the_tier(monkeypatch, capsys, policies):
     code, out, _ = run(monkeypatch, capsys, "explain", "-p", str(policies), "-i", "-")
     assert code == 0
     assert "    to keep: metrics.claim_rate < 0.01 (actual: 0.05)" in out
+
+
+def _shipped_explain(monkeypatch, capsys, query: dict[str, object]) -> tuple[int, str]:
+    request = {"context": {}, "queries": [query]}
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(json.dumps(request).encode())))
+    code, out, _ = run(monkeypatch, capsys, "explain", "-p", "policies", "-i", "-")
+    return code, out
+
+
+def test_explain_of_a_classification(monkeypatch, capsys):
+    """A classify query is explained by its code, category, retryability and status."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    query = {"kind": "classify", "error": {"types": ["TimeoutError"]}, "operation": "payments.capture"}
+    code, out = _shipped_explain(monkeypatch, capsys, query)
+    assert code == 0
+    assert "  PAYMENT_PROVIDER_TIMEOUT: timeout, retryable, HTTP 504 (error-rule:payment-timeout)" in out
+
+
+def test_explain_of_a_retry_plan(monkeypatch, capsys):
+    """A retry query is explained by the operation, the attempt and whether to retry."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    query = {
+        "kind": "retry",
+        "operation": "payments.capture",
+        "error": {"types": ["TimeoutError"]},
+        "attempt": 1,
+    }
+    code, out = _shipped_explain(monkeypatch, capsys, query)
+    assert code == 0
+    assert "  payments.capture attempt 1: do not retry (NOT_IDEMPOTENT)" in out

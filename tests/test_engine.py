@@ -6,10 +6,14 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tierpolicy
 from support import NOW, SMALL_SET, seller
 from tierpolicy import Action, Override, Reason
+from tierpolicy.engine._retry import RetryReason, decide_retry
+from tierpolicy.engine._retryplan import RetryPlan
 
 
 def test_unconditional_feature_follows_the_tier(engine):
@@ -390,3 +394,369 @@ def test_classify_without_errors_document_raises(engine):
     assert engine.errors is None
     with pytest.raises(tierpolicy.NoErrorsPolicyError):
         engine.classify(ValueError("x"))
+
+
+# --------------------------------------------------------------------------- retry plans
+
+
+def _shipped() -> tierpolicy.Engine:
+    """An engine over the shipped policies (Errors and Resilience documents)."""
+    from pathlib import Path  # noqa: PLC0415  only the retry-plan tests need it
+
+    return tierpolicy.load(Path(__file__).resolve().parents[1] / "policies")
+
+
+SHIPPED = _shipped()
+
+
+def _plan(operation: str, error: object, **kwargs: object) -> RetryPlan:
+    """Ask the shipped policies for a retry plan."""
+    return SHIPPED.retry_plan(operation, error, **kwargs)  # type: ignore[arg-type]
+
+
+def test_retry_plan_for_a_retryable_error():
+    """A 503 from shipping is retried after the un-jittered equal-jitter backoff."""
+    plan = _plan("shipping.labels.create", tierpolicy.ErrorInfo(types=(), status=503), attempt=1)
+    assert (plan.retry, plan.reason, plan.delay, plan.delay_min, plan.delay_max) == (
+        True,
+        "RETRY",
+        0.25,
+        0.125,
+        0.25,
+    )
+    assert (plan.jitter, plan.max_attempts, plan.deadline, plan.deadline_remaining) == (
+        "equal",
+        3,
+        12.0,
+        12.0,
+    )
+    assert (plan.code, plan.category, plan.retryable, plan.never_executed) == (
+        "SHIPPING_PROVIDER_UNAVAILABLE",
+        "unavailable",
+        True,
+        False,
+    )
+    assert (plan.rule, plan.source, plan.policy_version) == (
+        "resilience:shipping.*",
+        "resilience.yaml:56:5",
+        SHIPPED.version,
+    )
+    assert plan.message == (
+        "SHIPPING_PROVIDER_UNAVAILABLE is retryable: make attempt 2 of 3 after 0.25s without jitter; "
+        "with equal jitter between 0.125s and 0.25s"
+    )
+    assert plan.trace == ()
+
+
+def test_retry_plan_for_a_second_failure_doubles_the_delay():
+    """After attempt 2 the backoff is initial * multiplier."""
+    plan = _plan("shipping.rates", tierpolicy.ErrorInfo(types=(), status=503), attempt=2, elapsed=1.0)
+    assert (plan.reason, plan.delay, plan.delay_min, plan.delay_max, plan.deadline_remaining) == (
+        "RETRY",
+        0.5,
+        0.25,
+        0.5,
+        11.0,
+    )
+
+
+def test_retry_plan_for_an_error_that_is_not_retryable():
+    """A declined payment (402) is never retried."""
+    plan = _plan("payments.capture", tierpolicy.ErrorInfo(types=(), status=402), attempt=1)
+    assert (plan.retry, plan.reason, plan.delay, plan.delay_min, plan.delay_max) == (
+        False,
+        "NOT_RETRYABLE",
+        0.0,
+        0.0,
+        0.0,
+    )
+    assert (plan.code, plan.retryable) == ("PAYMENT_DECLINED", False)
+    assert plan.message == "PAYMENT_DECLINED is not retryable"
+
+
+def test_retry_plan_non_idempotent_when_the_request_may_have_run():
+    """A read timeout of a payment capture may have charged the card: no retry."""
+    error = tierpolicy.ErrorInfo(types=("httpx.ReadTimeout", "httpx.TimeoutException"))
+    plan = _plan("payments.capture", error, attempt=1)
+    assert (plan.retry, plan.reason, plan.idempotent, plan.never_executed) == (
+        False,
+        "NOT_IDEMPOTENT",
+        False,
+        False,
+    )
+    assert (plan.code, plan.retryable, plan.rule) == (
+        "PAYMENT_PROVIDER_TIMEOUT",
+        True,
+        "resilience:payments.capture",
+    )
+    assert plan.message == (
+        "payments.capture is not idempotent and PAYMENT_PROVIDER_TIMEOUT does not prove "
+        "the request never reached the server"
+    )
+
+
+def test_retry_plan_non_idempotent_when_the_request_never_ran():
+    """A refused connection proves the capture never ran: it is retried."""
+    plan = _plan("payments.capture", ConnectionRefusedError(111, "Connection refused"), attempt=1)
+    assert (plan.retry, plan.reason, plan.delay, plan.delay_min, plan.delay_max) == (
+        True,
+        "RETRY",
+        0.2,
+        0.0,
+        0.2,
+    )
+    assert (plan.code, plan.never_executed, plan.idempotent, plan.jitter) == (
+        "CONNECT_FAILED",
+        True,
+        False,
+        "full",
+    )
+
+
+def test_retry_plan_counts_executor_refusals_as_never_executed():
+    """An exception the executor raised instead of calling counts as never executed."""
+    plan = _plan("payments.capture", tierpolicy.CallRejectedError("payments.capture", "refused"), attempt=1)
+    assert (plan.never_executed, plan.classification.never_executed) == (True, False)
+    info = tierpolicy.ErrorInfo(types=("tierpolicy.engine._exceptions.CallRejectedError",))
+    assert _plan("payments.capture", info, attempt=1).never_executed is True
+
+
+def test_retry_plan_when_attempts_are_exhausted():
+    """The third failed attempt of a three-attempt policy is the last."""
+    plan = _plan("shipping.labels.create", tierpolicy.ErrorInfo(types=(), status=503), attempt=3, elapsed=2.0)
+    assert (plan.retry, plan.reason, plan.delay, plan.max_attempts) == (False, "ATTEMPTS_EXHAUSTED", 0.0, 3)
+    assert plan.message == "attempt 3 was the last of 3"
+
+
+def test_retry_plan_when_the_backoff_passes_the_deadline():
+    """Search has a 2 s deadline: at 1.9 s a backoff of up to 0.15 s does not fit."""
+    plan = _plan("search.query", tierpolicy.ErrorInfo(types=(), status=503), attempt=1, elapsed=1.9)
+    assert (plan.retry, plan.reason, plan.delay, plan.delay_min, plan.delay_max) == (
+        False,
+        "DEADLINE",
+        0.0,
+        0.05,
+        0.15,
+    )
+    assert (plan.deadline, plan.deadline_remaining, plan.jitter) == (2.0, 0.1, "decorrelated")
+    assert plan.message == "a backoff of up to 0.15s would end at or past the deadline (0.1s left)"
+
+
+def test_retry_plan_when_retry_after_exceeds_the_remaining_deadline():
+    """A Retry-After of 5 s with 2 s of the 12 s deadline left gives up."""
+    error = tierpolicy.ErrorInfo(types=(), status=503, retry_after=5.0)
+    plan = _plan("shipping.labels.create", error, attempt=1, elapsed=10.0)
+    assert (plan.retry, plan.reason, plan.delay, plan.retry_after, plan.deadline_remaining) == (
+        False,
+        "RETRY_AFTER_EXCEEDS_DEADLINE",
+        0.0,
+        5.0,
+        2.0,
+    )
+    assert plan.message == "the server asked to wait 5s but the deadline leaves 2s"
+
+
+def test_retry_plan_honours_retry_after_within_the_deadline():
+    """A Retry-After longer than the backoff sets the delay, as the executor sleeps."""
+    error = tierpolicy.ErrorInfo(types=(), status=503, retry_after=2.5)
+    plan = _plan("shipping.labels.create", error, attempt=1, elapsed=1.5)
+    assert (plan.retry, plan.delay, plan.delay_min, plan.delay_max, plan.retry_after) == (
+        True,
+        2.5,
+        2.5,
+        2.5,
+        2.5,
+    )
+    assert plan.message == (
+        "SHIPPING_PROVIDER_UNAVAILABLE is retryable: make attempt 2 of 3 after 2.5s (the server's Retry-After)"
+    )
+
+
+def test_retry_plan_caps_retry_after_by_the_policy():
+    """payments.* caps Retry-After at 3 s; a capped hint that outlasts the deadline gives up."""
+    error = tierpolicy.ErrorInfo(types=(), status=503, retry_after=10.0)
+    plan = _plan("payments.refund", error, attempt=1)
+    assert (plan.retry, plan.delay, plan.retry_after, plan.rule) == (True, 3.0, 3.0, "resilience:payments.*")
+    late = _plan("payments.refund", error, attempt=1, elapsed=6.0)
+    assert (late.reason, late.retry_after, late.deadline_remaining) == (
+        "RETRY_AFTER_EXCEEDS_DEADLINE",
+        3.0,
+        2.0,
+    )
+    assert (
+        late.message == "the server asked to wait 10s (3s with the policy's cap) but the deadline leaves 2s"
+    )
+
+
+def test_retry_plan_decorrelated_jitter_reads_the_previous_delay():
+    """Decorrelated jitter's range grows from the previous delay: min(cap, 3 * previous)."""
+    plan = _plan("search.query", tierpolicy.ErrorInfo(types=(), status=503), attempt=1, previous_delay=0.1)
+    assert (plan.delay, plan.delay_min, plan.delay_max) == (0.3, 0.05, 0.3)
+
+
+def test_retry_plan_for_an_operation_without_policy():
+    """An operation no pattern matches is planned as NO_RETRY_POLICY, not an error."""
+    plan = _plan("ledger.post", tierpolicy.ErrorInfo(types=(), status=503), attempt=1)
+    assert (plan.retry, plan.reason, plan.rule, plan.source, plan.jitter, plan.idempotent) == (
+        False,
+        "NO_RETRY_POLICY",
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (plan.code, plan.max_attempts, plan.deadline_remaining) == ("UPSTREAM_UNAVAILABLE", None, None)
+    assert plan.message == "no resilience pattern matches ledger.post: it gets one attempt only"
+
+
+def test_retry_plan_is_deterministic():
+    """The same question gives the same plan, twice, with no randomness in it."""
+    error = tierpolicy.ErrorInfo(types=(), status=503)
+    first = _plan("payments.refund", error, attempt=2, elapsed=0.5, trace=True)
+    second = _plan("payments.refund", error, attempt=2, elapsed=0.5, trace=True)
+    assert first == second
+    assert first.to_json() == second.to_json()
+    assert (first.delay, first.delay_min, first.delay_max) == (0.4, 0.0, 0.4)
+
+
+def test_retry_plan_trace_lists_rules_policy_and_decision():
+    """With trace=True the plan lists the classification rules, the policy and the decision."""
+    plan = _plan("payments.capture", ConnectionRefusedError(111, "refused"), attempt=1, trace=True)
+    assert [(s.step, s.outcome, s.rule) for s in plan.trace] == [
+        ("rule", "decide", "error-rule:connect-failed"),
+        ("resilience", "pass", "resilience:payments.capture"),
+        ("retry", "decide", "resilience:payments.capture"),
+    ]
+    assert plan.trace[1].detail == "payments.capture uses the policy of payments.capture"
+    assert plan.trace[2].detail == f"RETRY: {plan.message}"
+
+
+def test_retry_plan_json():
+    """to_json gives every member, the classification nested."""
+    plan = _plan("payments.capture", tierpolicy.ErrorInfo(types=(), status=402), attempt=1)
+    assert plan.to_json() == {
+        "operation": "payments.capture",
+        "attempt": 1,
+        "retry": False,
+        "reason": "NOT_RETRYABLE",
+        "delay": 0.0,
+        "delay_min": 0.0,
+        "delay_max": 0.0,
+        "jitter": "full",
+        "max_attempts": 3,
+        "deadline": 8.0,
+        "deadline_remaining": 8.0,
+        "retry_after": None,
+        "idempotent": False,
+        "classification": {
+            "code": "PAYMENT_DECLINED",
+            "category": "failed_precondition",
+            "retryable": False,
+            "never_executed": False,
+            "rule": "error-rule:payment-declined",
+        },
+        "rule": "resilience:payments.capture",
+        "source": "resilience.yaml:35:5",
+        "policy_version": SHIPPED.version,
+        "message": "PAYMENT_DECLINED is not retryable",
+        "trace": [],
+    }
+
+
+def test_retry_plan_is_frozen():
+    """A plan is an immutable value."""
+    plan = _plan("search.query", tierpolicy.ErrorInfo(types=(), status=503), attempt=1)
+    assert isinstance(plan, RetryPlan)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.retry = False  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"attempt": 0}, "attempt must be a whole number >= 1"),
+        ({"attempt": True}, "attempt must be a whole number >= 1"),
+        ({"attempt": 1, "elapsed": -1.0}, "elapsed must be a finite number of seconds >= 0"),
+        ({"attempt": 1, "elapsed": float("nan")}, "elapsed must be a finite number of seconds >= 0"),
+        ({"attempt": 1, "previous_delay": float("inf")}, "previous_delay must be a finite number"),
+    ],
+)
+def test_retry_plan_rejects_bad_arguments(kwargs, message):
+    """Malformed attempt, elapsed or previous_delay raise ValueError naming it."""
+    with pytest.raises(ValueError, match=message):
+        _plan("search.query", tierpolicy.ErrorInfo(types=(), status=503), **kwargs)
+
+
+def test_retry_plan_without_errors_document_raises(engine):
+    """A set without an Errors document cannot plan: NoErrorsPolicyError."""
+    with pytest.raises(tierpolicy.NoErrorsPolicyError):
+        engine.retry_plan("search.query", TimeoutError("slow"), attempt=1)
+
+
+def test_retry_plan_agrees_with_the_executor():
+    """The executor's jittered sleeps fall inside the plan's range, retry for retry."""
+    sleeps: list[float] = []
+    executor = tierpolicy.Executor(SHIPPED, sleep=sleeps.append, random=lambda: 0.5, clock=lambda: 0.0)
+
+    def fail() -> None:
+        raise ConnectionRefusedError(111, "refused")
+
+    with pytest.raises(tierpolicy.ResilienceError):
+        executor.run("payments.capture", fail)
+    plans = [_plan("payments.capture", ConnectionRefusedError(111, "x"), attempt=n) for n in (1, 2, 3)]
+    assert [p.reason for p in plans] == [RetryReason.RETRY, RetryReason.RETRY, RetryReason.ATTEMPTS_EXHAUSTED]
+    assert sleeps == [0.1, 0.2]
+    assert all(p.delay_min <= s <= p.delay_max for p, s in zip(plans, sleeps, strict=False))
+
+
+_OPERATIONS = ("payments.capture", "payments.refund", "shipping.labels.create", "search.query", "ledger.post")
+_ERRORS = (
+    tierpolicy.ErrorInfo(types=(), status=503),
+    tierpolicy.ErrorInfo(types=(), status=402),
+    tierpolicy.ErrorInfo(types=(), status=429, retry_after=1.0),
+    tierpolicy.ErrorInfo(types=("httpx.ConnectError",)),
+    tierpolicy.ErrorInfo(types=("httpx.ReadTimeout", "httpx.TimeoutException")),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    operation=st.sampled_from(_OPERATIONS),
+    error=st.sampled_from(_ERRORS),
+    attempt=st.integers(1, 7),
+    elapsed=st.floats(0, 20, allow_nan=False),
+    previous=st.none() | st.floats(0, 2, allow_nan=False),
+    draw=st.floats(0, 1, exclude_max=True),
+)
+def test_retry_plan_bounds_every_executor_decision(operation, error, attempt, elapsed, previous, draw):
+    """Whatever the jitter draw, the executor retries when the plan does, sleeping within its range."""
+    plan = SHIPPED.retry_plan(operation, error, attempt=attempt, elapsed=elapsed, previous_delay=previous)
+    model = SHIPPED.policy_set.models["Resilience"]
+    policy = model.policy_for(operation)  # type: ignore[attr-defined]
+    if policy is None:
+        assert plan.reason == RetryReason.NO_RETRY_POLICY
+        return
+
+    class Draw:
+        def random(self) -> float:
+            return draw
+
+    actual = decide_retry(
+        policy,
+        retryable=plan.retryable,
+        category=plan.category,
+        never_executed=plan.never_executed,
+        failed_attempt=attempt,
+        elapsed=elapsed,
+        previous_delay=previous,
+        retry_after=plan.classification.retry_after,
+        random=Draw(),
+        budget=None,
+    )
+    if plan.retry:
+        assert actual.retry is True
+        assert plan.delay_min - 1e-6 <= actual.delay <= plan.delay_max + 1e-6
+    elif actual.retry:
+        assert plan.reason == RetryReason.DEADLINE  # only a short draw fits: the plan stays safe
+    else:
+        assert actual.reason == plan.reason

@@ -217,3 +217,147 @@ def test_error_info_is_frozen():
         info.status = 500  # type: ignore[misc]
     with pytest.raises(TypeError):
         info.attributes["a"] = 2  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+class StatusPropertyError(Exception):
+    """The status comes from a property (a class-level name): read with getattr."""
+
+    @property
+    def status(self) -> int:
+        """Always 409."""
+        return 409
+
+
+class DynamicError(Exception):
+    """Attributes come from __getattr__: read with getattr."""
+
+    def __getattr__(self, name: str) -> object:
+        return {"status_code": 418, "reason": "TEAPOT"}.get(name)
+
+
+class RaisingReasonError(Exception):
+    """One property raises: the others are still read, one by one."""
+
+    def __init__(self) -> None:
+        super().__init__("partly hostile")
+        self.status_code = 503
+
+    @property
+    def reason(self) -> str:
+        """Raises."""
+        raise RuntimeError("reason")
+
+
+class FullError(Exception):
+    """Every attribute from_exception reads, in the instance dict."""
+
+    def __init__(self) -> None:
+        super().__init__("full")
+        self.status_code = "not a status"
+        self.status = 404
+        self.reason = "NOT_FOUND"
+        self.domain = "shop.example"
+        self.retry_after = dt.timedelta(seconds=3)
+        self.attributes = {"sku": "A-1", 7: "dropped"}
+
+
+def _by_init(exc: BaseException, **kwargs: object) -> ErrorInfo:
+    """The same ErrorInfo rebuilt through the dataclass __init__."""
+    info = ErrorInfo.from_exception(exc, **kwargs)  # type: ignore[arg-type]
+    return ErrorInfo(
+        types=info.types,
+        status=info.status,
+        reason=info.reason,
+        domain=info.domain,
+        message=info.message,
+        operation=info.operation,
+        retry_after=info.retry_after,
+        attributes=dict(info.attributes),
+    )
+
+
+def test_fast_path_reads_the_instance_dict():
+    """Every attribute set on a plain exception is read, with the same checks as before."""
+    info = ErrorInfo.from_exception(FullError(), operation="shop.get")
+    assert (info.status, info.reason, info.domain, info.retry_after, dict(info.attributes)) == (
+        404,
+        "NOT_FOUND",
+        "shop.example",
+        3.0,
+        {"sku": "A-1"},
+    )
+    assert (info.message, info.operation) == ("full", "shop.get")
+
+
+def test_class_level_attributes_are_read_with_getattr():
+    """Properties and __getattr__ are honoured: such classes skip the instance-dict path."""
+    assert ErrorInfo.from_exception(StatusPropertyError()).status == 409
+    dynamic = ErrorInfo.from_exception(DynamicError("x"))
+    assert (dynamic.status, dynamic.reason) == (418, "TEAPOT")
+
+
+def test_a_raising_property_spoils_only_itself():
+    """When one attribute raises, the others are still read."""
+    info = ErrorInfo.from_exception(RaisingReasonError())
+    assert (info.status, info.reason, info.message) == (503, None, "partly hostile")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        TimeoutError("timed out"),
+        ConnectionRefusedError(111, "refused"),
+        UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"),
+        FullError(),
+        StatusPropertyError("x"),
+        DynamicError("y"),
+        RaisingReasonError(),
+        HostileError(),
+        StatusError("x", Response(429, {"Retry-After": "7"})),
+    ],
+    ids=lambda exc: type(exc).__qualname__,
+)
+def test_fast_path_equals_the_dataclass_init(exc):
+    """from_exception's value is equal, equally hashed and equally frozen as one built by __init__."""
+    fast = ErrorInfo.from_exception(exc, operation="op")
+    slow = _by_init(exc, operation="op")
+    assert type(fast) is ErrorInfo
+    assert fast == slow
+    assert hash(fast) == hash(slow)
+    assert repr(fast) == repr(slow)
+    assert type(fast.attributes) is type(slow.attributes)
+    with pytest.raises(AttributeError):
+        fast.status = 500  # type: ignore[misc]
+
+
+def test_subclasses_are_built_by_their_own_init():
+    """ErrorInfo subclasses keep their own __init__ on the fast path."""
+
+    class Tagged(ErrorInfo):
+        __slots__ = ()
+
+    info = Tagged.from_exception(TimeoutError("x"))
+    assert (type(info), info.types[0], info.message) == (Tagged, "TimeoutError", "x")
+
+
+def test_class_facts_are_bounded():
+    """The per-class cache never grows past its bound."""
+    from tierpolicy.engine import _errorinfo  # noqa: PLC0415  white-box check of the cache
+
+    for i in range(_errorinfo._MAX_REMEMBERED + 10):
+        ErrorInfo.from_exception(type(f"Made{i}", (Exception,), {})("x"))
+    assert len(_errorinfo._CLASS_FACTS) <= _errorinfo._MAX_REMEMBERED
+
+
+def test_with_operation_equals_replace():
+    """with_operation gives what dataclasses.replace gives, and the same object when unchanged."""
+    import dataclasses  # noqa: PLC0415  only this test compares with it
+
+    info = ErrorInfo(types=("X",), status=503, retry_after=1.5, attributes={"a": 1})
+    moved = info.with_operation("search.query")
+    assert moved == dataclasses.replace(info, operation="search.query")
+    assert (moved.operation, dict(moved.attributes), type(moved)) == ("search.query", {"a": 1}, ErrorInfo)
+    assert moved.with_operation("search.query") is moved

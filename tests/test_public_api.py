@@ -47,6 +47,8 @@ EXPECTED = [
     "Position",
     "Reason",
     "ResilienceError",
+    "RetryPlan",
+    "RetryReason",
     "RetryScheduled",
     "TierDecision",
     "TierpolicyError",

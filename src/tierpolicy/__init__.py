@@ -65,6 +65,8 @@ from .engine._executor import (
 from .engine._loader import CheckResult, check, load_files
 from .engine._overrides import Override
 from .engine._policyset import PolicyDocument, PolicySet
+from .engine._retry import RetryReason
+from .engine._retryplan import RetryPlan
 from .engine._rollout import rollout_bucket
 
 __all__ = [
@@ -112,6 +114,8 @@ __all__ = [
     "Position",
     "Reason",
     "ResilienceError",
+    "RetryPlan",
+    "RetryReason",
     "RetryScheduled",
     "TierDecision",
     "TierpolicyError",

@@ -238,6 +238,23 @@ def _styled(diagnostic: Diagnostic) -> str:
     )
 
 
+def _headline(item: dict[str, Any]) -> tuple[str, str, str]:
+    """Name, outcome and reason of any decision kind, for explain's first line."""
+    if "code" in item:  # a classification
+        retry = "retryable" if item.get("retryable") else "not retryable"
+        return (
+            item["code"],
+            f"{item.get('category')}, {retry}, HTTP {item.get('status')}",
+            str(item.get("rule")),
+        )
+    if "retry" in item and "operation" in item:  # a retry plan
+        outcome = f"retry after {item.get('delay')}s" if item["retry"] else "do not retry"
+        return f"{item['operation']} attempt {item.get('attempt')}", outcome, str(item.get("reason"))
+    result = item.get("outcome") or item.get("action") or item.get("value")
+    label = item.get("feature") or item.get("limit") or item.get("seller_id")
+    return str(label), str(result), str(item.get("reason"))
+
+
 def _explain(out: Console, result: dict[str, Any], index: int) -> None:
     out.print(
         f"[bold]query {index}[/]: {escape(json.dumps({k: result[k] for k in ('kind', 'name') if k in result}))}"
@@ -252,10 +269,9 @@ def _explain(out: Console, result: dict[str, Any], index: int) -> None:
     else:
         items = [decision]
     for item in items:
-        outcome = item.get("outcome") or item.get("action") or item.get("value")
-        label = item.get("feature") or item.get("limit") or item.get("seller_id")
+        label, outcome, why = _headline(item)
         out.print(
-            f"  [bold]{escape(str(label))}[/]: {escape(str(outcome))} ({item['reason']}) — {escape(item['message'])}"
+            f"  [bold]{escape(label)}[/]: {escape(outcome)} ({escape(why)}) — {escape(str(item.get('message', '')))}"
         )
         for step in item.get("trace", []):
             mark = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Mapping
@@ -12,8 +11,9 @@ from ._classification import Classification, ErrorModel
 from ._context import parse_timestamp
 from ._decisions import Entitlements, FeatureDecision, LimitDecision, TierDecision, TraceStep
 from ._diagnostics import closest
-from ._errorinfo import ErrorInfo
+from ._errorinfo import ErrorInfo, exception_names
 from ._exceptions import (
+    CallRejectedError,
     ConditionError,
     InvalidContextError,
     NoErrorsPolicyError,
@@ -21,6 +21,8 @@ from ._exceptions import (
     UnknownLimitError,
 )
 from ._loader import load as load_policy_set
+from ._resilience import ResilienceModel
+from ._retryplan import RetryPlan, plan_retry
 from ._tiers import TierModel, active_overrides, iso
 
 if TYPE_CHECKING:
@@ -273,12 +275,65 @@ class Engine:
         if not isinstance(model, ErrorModel):
             raise NoErrorsPolicyError
         if isinstance(error, ErrorInfo):
-            info = error
-            if operation is not None and operation != info.operation:
-                info = dataclasses.replace(info, operation=operation)
+            info = error if operation is None else error.with_operation(operation)
         else:
             info = ErrorInfo.from_exception(error, operation=operation)
         return model.classify(info, trace=trace)
+
+    def retry_plan(
+        self,
+        operation: str,
+        error: BaseException | ErrorInfo,
+        *,
+        attempt: int,
+        elapsed: float = 0.0,
+        previous_delay: float | None = None,
+        trace: bool = False,
+    ) -> RetryPlan:
+        """Say what the executor would do after attempt ``attempt`` of ``operation`` failed.
+
+        Classifies ``error`` for ``operation``, looks up the operation's resilience
+        policy and decides by the executor's rules, without sleeping, without touching
+        a retry budget or breaker, and without randomness: the same question always
+        gets the same plan. ``delay`` is the un-jittered backoff (or the honoured
+        Retry-After, when longer); ``delay_min``/``delay_max`` give the jitter's range.
+        An operation no pattern matches gets a plan with reason ``NO_RETRY_POLICY``.
+
+        Args:
+            operation: The operation whose attempt failed, e.g. ``payments.capture``.
+            error: The exception it raised, or an :class:`ErrorInfo` describing it.
+            attempt: The number of the attempt that failed (1 for the first call).
+            elapsed: Seconds since the first attempt started (for the deadline).
+            previous_delay: The last backoff of this call, for decorrelated jitter.
+            trace: Record the classification rules tried and the retry steps.
+
+        Raises:
+            NoErrorsPolicyError: The policy set has no Errors document.
+            ValueError: ``attempt`` is not a whole number >= 1, or ``elapsed`` or
+                ``previous_delay`` is not a finite number of seconds >= 0.
+        """
+        if not operation:
+            msg = f"operation must be a non-empty string; got {operation!r}"
+            raise ValueError(msg)
+        classification = self.classify(error, operation=operation, trace=trace)
+        # As the executor: its own refusals (an open breaker, a full bulkhead) never ran.
+        if isinstance(error, ErrorInfo):
+            rejected = _CALL_REJECTED in error.types
+        else:
+            rejected = isinstance(error, CallRejectedError)
+        model = self.policy_set.models.get("Resilience")
+        policy = model.policy_for(operation) if isinstance(model, ResilienceModel) else None
+        return plan_retry(
+            operation,
+            policy,
+            classification,
+            never_executed=classification.never_executed or rejected,
+            attempt=attempt,
+            elapsed=elapsed,
+            previous_delay=previous_delay,
+            policy_version=self.version,
+            steps=list(classification.trace) if trace else None,
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -348,6 +403,10 @@ class Engine:
                     )
                 tier_index = index
         return tier_index, chosen
+
+
+_CALL_REJECTED = exception_names(CallRejectedError)[0]
+"""How an ErrorInfo's ``types`` name the executor's refusals (and their subclasses)."""
 
 
 def _below_since(context: Mapping[str, object]) -> dt.datetime | None:

@@ -12,12 +12,13 @@ built from it could be trusted. See ``docs/evaluation.md`` for the format.
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from ._context import coerce_context, parse_timestamp
-from ._errorinfo import ErrorInfo
+from ._context import coerce_context, parse_duration, parse_timestamp
+from ._errorinfo import MAX_RETRY_AFTER, ErrorInfo
 from ._exceptions import (
     EvaluationError,
     InvalidContextError,
@@ -33,9 +34,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._engine import Engine
+    from ._retryplan import RetryPlan
 
 MAX_QUERIES = 1_000
-QUERY_KINDS = ("feature", "limit", "tier", "entitlements", "classify")
+QUERY_KINDS = ("feature", "limit", "tier", "entitlements", "classify", "retry")
+MAX_ATTEMPT = 1_000_000
+"""The largest failed-attempt number a retry query may give."""
+MAX_SECONDS = MAX_RETRY_AFTER
+"""The largest ``elapsed`` or ``previous_delay`` a retry query may give (366 days)."""
 
 
 class _Strict(BaseModel):
@@ -69,10 +75,14 @@ class RequestIn(_Strict):
 class QueryIn(_Strict):
     """One query."""
 
-    kind: Literal["feature", "limit", "tier", "entitlements", "classify"]
+    kind: Literal["feature", "limit", "tier", "entitlements", "classify", "retry"]
     name: StrictStr | None = None
     error: dict[str, Any] | None = None
-    operation: StrictStr | None = None
+    operation: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+    # retry queries; checked by _retry_plan, which names the member when one is malformed
+    attempt: Any = None
+    elapsed: Any = None
+    previous_delay: Any = None
     id: StrictStr | StrictInt | None = None
     trace: StrictBool | None = None
 
@@ -198,6 +208,8 @@ def _answer(
                 raise InvalidRequestError("a classify query needs 'error'", location="error")
             info = ErrorInfo.from_json(query.error)
             decision = engine.classify(info, operation=query.operation, trace=trace)
+        elif query.kind == "retry":
+            decision = _retry_plan(engine, query, trace=trace)
         elif query.kind == "tier":
             decision = engine.qualify(context, now=now, overrides=overrides, trace=trace)
         else:
@@ -205,6 +217,53 @@ def _answer(
         return {**base, "status": "ok", "decision": decision.to_json()}
     except EvaluationError as exc:
         return {**base, "status": "error", "error": error_json(exc)}
+
+
+def _retry_plan(engine: Engine, query: QueryIn, *, trace: bool) -> RetryPlan:
+    """Answer a ``retry`` query: check its members, naming the malformed one, then plan."""
+    if query.error is None:
+        raise InvalidRequestError("a retry query needs 'error'", location="error")
+    info = ErrorInfo.from_json(query.error)
+    operation = query.operation or info.operation
+    if operation is None:
+        raise InvalidRequestError(
+            "a retry query needs 'operation' (or 'error.operation'): the operation whose attempt failed",
+            location="operation",
+        )
+    attempt = query.attempt
+    if attempt is None:
+        raise InvalidRequestError(
+            "a retry query needs 'attempt': the number of the attempt that failed, 1 for the first call",
+            location="attempt",
+        )
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or not 1 <= attempt <= MAX_ATTEMPT:
+        raise InvalidRequestError(
+            f"expected a whole number from 1 to {MAX_ATTEMPT:,} (the attempt that failed); "
+            f"found {describe(attempt)}",
+            location="attempt",
+        )
+    elapsed = 0.0 if query.elapsed is None else _seconds(query.elapsed, "elapsed")
+    previous = None if query.previous_delay is None else _seconds(query.previous_delay, "previous_delay")
+    return engine.retry_plan(
+        operation, info, attempt=attempt, elapsed=elapsed, previous_delay=previous, trace=trace
+    )
+
+
+def _seconds(value: object, member: str) -> float:
+    """A number of seconds, or a duration such as ``"1.5s"`` or ``"250ms"``, as seconds >= 0."""
+    expected = 'expected seconds >= 0 (a number such as 1.5, or a duration such as "1.5s" or "250ms"), at most 366 days'
+    if isinstance(value, str):
+        try:
+            seconds = parse_duration(value, member).total_seconds()
+        except ValueError:
+            raise InvalidRequestError(f"{expected}; found {describe(value)}", location=member) from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise InvalidRequestError(f"{expected}; found {describe(value)}", location=member)
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
+        raise InvalidRequestError(f"{expected}; found {describe(value)}", location=member)
+    return seconds
 
 
 def error_json(exc: EvaluationError) -> dict[str, object]:
