@@ -60,18 +60,9 @@ except ModuleNotFoundError:  # pragma: no cover - depends on the environment
     sys.exit("casbin is missing: install the benchmark extra with  pip install -e '.[bench]'")
 
 
-def _import_tierpolicy() -> Any:
-    try:
-        import tierpolicy  # noqa: PLC0415
-    except ModuleNotFoundError as exc:
-        if exc.name != "tierpolicy":
-            raise
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-        import tierpolicy  # noqa: PLC0415
-    return tierpolicy
+from _harness import Result, Target, fmt_ns, import_tierpolicy, loadavg, stamp
 
-
-tierpolicy = _import_tierpolicy()
+tierpolicy = import_tierpolicy()
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -378,53 +369,6 @@ def generated_policies(n_features: int) -> list[list[str]]:
 # --------------------------------------------------------------------------- measuring
 
 
-@dataclasses.dataclass
-class Result:
-    """Per-call times of one case, one entry per sample, in nanoseconds.
-
-    ``per_call_ns`` is wall-clock time (``perf_counter_ns``), what the targets are judged
-    on. ``cpu_per_call_ns`` is the thread's CPU time over the same batches
-    (``thread_time_ns``): it leaves out the time the process waited for a CPU, so on a
-    busy machine it shows how much of the wall time was other processes.
-    """
-
-    name: str
-    batch: int
-    per_call_ns: list[float]
-    cpu_per_call_ns: list[float]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.per_call_ns)
-
-    @property
-    def p90(self) -> float:
-        data = sorted(self.per_call_ns)
-        if len(data) < 2:
-            return data[0]
-        return statistics.quantiles(data, n=10, method="inclusive")[-1]
-
-    @property
-    def minimum(self) -> float:
-        return min(self.per_call_ns)
-
-    @property
-    def cpu_median(self) -> float:
-        return statistics.median(self.cpu_per_call_ns)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "batch": self.batch,
-            "samples": len(self.per_call_ns),
-            "median_ns": self.median,
-            "p90_ns": self.p90,
-            "min_ns": self.minimum,
-            "cpu_median_ns": self.cpu_median,
-            "per_call_ns": self.per_call_ns,
-            "cpu_per_call_ns": self.cpu_per_call_ns,
-        }
-
-
 @dataclasses.dataclass(frozen=True)
 class Case:
     """One statement to time, with the names it uses."""
@@ -433,21 +377,6 @@ class Case:
     label: str
     stmt: str
     namespace: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Stamp:
-    """A wall-clock and a CPU-time reading; their difference is a pair of durations."""
-
-    wall: int
-    cpu: int
-
-    def __sub__(self, earlier: _Stamp) -> tuple[int, int]:
-        return self.wall - earlier.wall, self.cpu - earlier.cpu
-
-
-def _stamp() -> _Stamp:
-    return _Stamp(time.perf_counter_ns(), time.thread_time_ns())
 
 
 def measure(cases: list[Case], cfg: Config) -> dict[str, Result]:
@@ -463,7 +392,7 @@ def measure(cases: list[Case], cfg: Config) -> dict[str, Result]:
         timer = timeit.Timer(
             case.stmt,
             setup="import gc as _gc; _gc.enable()",
-            timer=_stamp,  # type: ignore[arg-type]
+            timer=stamp,  # type: ignore[arg-type]
             globals=case.namespace,
         )
         # Calibrate (this also warms up the specialising interpreter and caches).
@@ -498,9 +427,9 @@ def time_load(files: dict[str, str], runs: int) -> tuple[list[float], list[float
     policy_set = None
     for _ in range(runs):
         policy_set = None  # drop the previous set before timing the next load
-        start = _stamp()
+        start = stamp()
         policy_set = tierpolicy.load_files(files)
-        wall_ns, cpu_ns = _stamp() - start
+        wall_ns, cpu_ns = stamp() - start
         seconds.append(wall_ns / 1e9)
         cpu_seconds.append(cpu_ns / 1e9)
     return seconds, cpu_seconds, policy_set
@@ -708,16 +637,6 @@ def run(cfg: Config, *, progress: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------- reporting
 
 
-def fmt_ns(ns: float) -> str:
-    if ns >= 1_000_000:
-        return f"{ns / 1_000_000:,.2f} ms"
-    if ns >= 10_000:
-        return f"{ns / 1_000:,.1f} µs"
-    if ns >= 1_000:
-        return f"{ns / 1_000:,.2f} µs"
-    return f"{ns:,.0f} ns"
-
-
 def machine() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
@@ -731,15 +650,8 @@ def machine() -> dict[str, Any]:
         "tierpolicy_path": str(Path(tierpolicy.__file__).parent),
         "casbin": _casbin_version(),
         "gc_enabled": gc.isenabled(),
-        "loadavg_start": _loadavg(),
+        "loadavg_start": loadavg(),
     }
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def _casbin_version() -> str:
@@ -749,24 +661,6 @@ def _casbin_version() -> str:
         return version("casbin")
     except PackageNotFoundError:
         return "unknown"
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """One target of the issue, judged on the wall-clock median."""
-
-    name: str
-    measured: str
-    met: bool
-    met_on_cpu: bool
-
-    @property
-    def verdict(self) -> str:
-        if self.met:
-            return "met"
-        if self.met_on_cpu:
-            return "**not met** on wall-clock time (met on CPU time: the machine was busy)"
-        return "**not met**"
 
 
 def targets(out: dict[str, Any], cfg: Config) -> list[Target]:
@@ -938,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     out = run(cfg, progress=not args.quiet)
     info["wall_seconds"] = round(time.perf_counter() - started, 1)
-    info["loadavg_end"] = _loadavg()
+    info["loadavg_end"] = loadavg()
     print(report(out, cfg, info, mode))
     if args.json is not None:
         args.json.write_text(json.dumps(to_json(out, cfg, info, mode), indent=2) + "\n")

@@ -51,7 +51,6 @@ import gc
 import json
 import os
 import platform
-import statistics
 import sys
 import threading
 import time
@@ -67,18 +66,9 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
     sys.exit(f"{exc.name} is missing: install the benchmark extra with  pip install -e '.[bench]'")
 
 
-def _import_tierpolicy() -> Any:
-    try:
-        import tierpolicy  # noqa: PLC0415
-    except ModuleNotFoundError as exc:
-        if exc.name != "tierpolicy":
-            raise
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-        import tierpolicy  # noqa: PLC0415
-    return tierpolicy
+from _harness import Result, Target, fmt_ns, import_tierpolicy, loadavg, stamp
 
-
-tierpolicy = _import_tierpolicy()
+tierpolicy = import_tierpolicy()
 
 from tierpolicy.engine._breaker import (  # noqa: E402  after the path set-up above
     BreakerData,
@@ -331,50 +321,6 @@ class PureStepStore:
 # --------------------------------------------------------------------------- measuring
 
 
-@dataclasses.dataclass
-class Result:
-    """Per-call times of one case, one entry per sample, in nanoseconds (wall and CPU)."""
-
-    name: str
-    batch: int
-    per_call_ns: list[float]
-    cpu_per_call_ns: list[float]
-    floor: str | None = None
-    """The key of the case whose median is subtracted for the overhead column."""
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.per_call_ns)
-
-    @property
-    def p90(self) -> float:
-        data = sorted(self.per_call_ns)
-        if len(data) < 2:
-            return data[0]
-        return statistics.quantiles(data, n=10, method="inclusive")[-1]
-
-    @property
-    def minimum(self) -> float:
-        return min(self.per_call_ns)
-
-    @property
-    def cpu_median(self) -> float:
-        return statistics.median(self.cpu_per_call_ns)
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "batch": self.batch,
-            "samples": len(self.per_call_ns),
-            "median_ns": self.median,
-            "p90_ns": self.p90,
-            "min_ns": self.minimum,
-            "cpu_median_ns": self.cpu_median,
-            "floor": self.floor,
-            "per_call_ns": self.per_call_ns,
-            "cpu_per_call_ns": self.cpu_per_call_ns,
-        }
-
-
 @dataclasses.dataclass(frozen=True)
 class Case:
     """One statement to time, with the names it uses; ``is_async`` statements may await."""
@@ -387,23 +333,8 @@ class Case:
     floor: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Stamp:
-    """A wall-clock and a CPU-time reading; their difference is a pair of durations."""
-
-    wall: int
-    cpu: int
-
-    def __sub__(self, earlier: _Stamp) -> tuple[int, int]:
-        return self.wall - earlier.wall, self.cpu - earlier.cpu
-
-
-def _stamp() -> _Stamp:
-    return _Stamp(time.perf_counter_ns(), time.thread_time_ns())
-
-
 _ASYNC_BATCH = """\
-async def _batch(_n, _stamp=_stamp):
+async def _batch(_n, _stamp=stamp):
     _start = _stamp()
     for _i in range(_n):
         {stmt}
@@ -417,11 +348,11 @@ def _runner(case: Case, loop: asyncio.AbstractEventLoop) -> Callable[[int], tupl
         timer = timeit.Timer(
             case.stmt,
             setup="import gc as _gc; _gc.enable()",
-            timer=_stamp,  # type: ignore[arg-type]
+            timer=stamp,  # type: ignore[arg-type]
             globals=case.namespace,
         )
         return timer.timeit  # type: ignore[return-value]
-    namespace = {**case.namespace, "_stamp": _stamp}
+    namespace = {**case.namespace, "stamp": stamp}
     exec(_ASYNC_BATCH.format(stmt=case.stmt), namespace)  # noqa: S102  the benchmark's own statements
     batch = namespace["_batch"]
     return lambda n: loop.run_until_complete(batch(n))
@@ -755,16 +686,6 @@ def _run(cfg: Config, loop: asyncio.AbstractEventLoop, say: Callable[[str], None
 # --------------------------------------------------------------------------- reporting
 
 
-def fmt_ns(ns: float) -> str:
-    if ns >= 1_000_000:
-        return f"{ns / 1_000_000:,.2f} ms"
-    if ns >= 10_000:
-        return f"{ns / 1_000:,.1f} µs"
-    if ns >= 1_000:
-        return f"{ns / 1_000:,.2f} µs"
-    return f"{ns:,.0f} ns"
-
-
 def _version(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
@@ -772,13 +693,6 @@ def _version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "unknown"
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
 
 
 def machine() -> dict[str, Any]:
@@ -794,26 +708,8 @@ def machine() -> dict[str, Any]:
         "stamina": _version("stamina"),
         "pybreaker": _version("pybreaker"),
         "gc_enabled": gc.isenabled(),
-        "loadavg_start": _loadavg(),
+        "loadavg_start": loadavg(),
     }
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """One target of the issue, judged on the wall-clock median."""
-
-    name: str
-    measured: str
-    met: bool
-    met_on_cpu: bool
-
-    @property
-    def verdict(self) -> str:
-        if self.met:
-            return "met"
-        if self.met_on_cpu:
-            return "**not met** on wall-clock time (met on CPU time: the machine was busy)"
-        return "**not met**"
 
 
 def _overhead(group: dict[str, Result], key: str) -> tuple[float, float]:
@@ -1022,7 +918,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run(cfg, progress=not args.quiet)
     info["wall_seconds"] = round(time.perf_counter() - started, 1)
     info["cpu_seconds"] = round(time.process_time() - cpu_started, 1)
-    info["loadavg_end"] = _loadavg()
+    info["loadavg_end"] = loadavg()
     print(report(out, cfg, info, mode))
     if args.json is not None:
         args.json.write_text(json.dumps(to_json(out, cfg, info, mode), indent=2) + "\n")
