@@ -41,6 +41,8 @@ def test_readme_python_example_runs(monkeypatch, tmp_path):
     namespace = runpy.run_path(os.fspath(path))
     assert namespace["decision"].feature == "listing.promoted"
     assert namespace["decision"].policy_version == namespace["engine"].version
+    assert namespace["problem"]["code"] == "PAYMENT_PROVIDER_TIMEOUT"
+    assert namespace["results"] == ["red shoes"]
 
 
 @pytest.mark.parametrize("link", re.findall(r"\]\((docs/[^)]+)\)", README))
