@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import pickle
+import string
 import types
 from pathlib import Path
 
@@ -21,7 +24,9 @@ from tierpolicy.engine._classification import (
     expand_statuses,
     glob_regex,
     kebab,
+    new_classification,
 )
+from tierpolicy.engine._decisions import TraceStep
 from tierpolicy.engine._loader import SourceFile, check_files
 from tierpolicy.engine.cel._values import compile_regex
 
@@ -578,6 +583,278 @@ def test_static_decisions_are_shared():
     first = engine.classify(ErrorInfo(types=(), status=503))
     assert engine.classify(ErrorInfo(types=(), status=500)) is first
     assert isinstance(first, Classification)
+
+
+# --------------------------------------------------------------------------- fast decisions
+# Decisions with a rendered message or a Retry-After hint are built without the dataclass
+# __init__, from templates precompiled at load time, and memoised per (rule, operation,
+# hint). These tests hold them to what the plain dataclass and str.Formatter give.
+
+
+def reference_seconds(seconds: float | None) -> str:
+    """The Retry-After words, as the registry documents them."""
+    if seconds is None:
+        return "a moment"
+    whole = max(1, math.ceil(seconds))
+    return "1 second" if whole == 1 else f"{whole} seconds"
+
+
+def reference_message(template: str, code: str, status: int, info: ErrorInfo) -> str:
+    """The message of ``template`` for ``info``, parsed afresh from the policy text."""
+    values = {
+        "code": code,
+        "status": str(status),
+        "operation": info.operation or "the operation",
+        "retry_after": reference_seconds(info.retry_after),
+    }
+    return "".join(
+        literal + (values[field] if field is not None else "")
+        for literal, field, _, _ in string.Formatter().parse(template)
+    )
+
+
+def reference_decision(
+    model: ErrorModel, codes: dict[str, dict[str, object]], info: ErrorInfo
+) -> Classification:
+    """The decision for ``info`` built with the plain dataclass constructor."""
+    rule = next(rule for rule in model.rules if rule.matches(info))
+    entry = rule.entry
+    spec = codes[entry.code]
+    return Classification(
+        code=entry.code,
+        category=entry.category,
+        status=entry.status,
+        retryable=entry.retryable,
+        severity=entry.severity,
+        escalation=entry.escalation,
+        title=entry.title,
+        message=reference_message(str(spec["message"]), entry.code, entry.status, info),
+        type=entry.type,
+        never_executed=entry.never_executed,
+        rule=rule.rule,
+        source=rule.source,
+        policy_version=model.policy_version,
+        retry_after=info.retry_after,
+        detail=(info.message or None) if entry.expose_detail else None,
+    )
+
+
+def assert_same_value(fast: Classification, plain: Classification) -> None:
+    """Equal, hash-equal, identically printed and as frozen as the plain dataclass value."""
+    assert type(fast) is Classification
+    assert fast == plain
+    assert hash(fast) == hash(plain)
+    assert repr(fast) == repr(plain)
+    assert fast.to_json() == plain.to_json()
+    for field in dataclasses.fields(Classification):
+        mine, theirs = getattr(fast, field.name), getattr(plain, field.name)
+        assert type(mine) is type(theirs), field.name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.message = "changed"  # type: ignore[misc]
+    for value in (fast, plain):  # no new attribute either (CPython's message varies by version)
+        with pytest.raises((AttributeError, TypeError)):
+            value.extra = 1  # type: ignore[attr-defined]
+
+
+FAST_CODES: dict[str, dict[str, object]] = {
+    "FIXED": {"category": "unavailable", "status": 503, "title": "Fixed", "message": "Down for now."},
+    "PER_OPERATION": {
+        "category": "transient",
+        "status": 502,
+        "retryable": True,
+        "title": "Per operation",
+        "message": "{operation} failed ({code}, HTTP {status}); try again in {retry_after}.",
+    },
+    "LEADING_AND_TRAILING": {
+        "category": "throttled",
+        "status": 429,
+        "severity": "warning",
+        "escalation": "alert",
+        "title": "Edges",
+        "message": "{retry_after}{operation}{{literal}}{code}",
+    },
+    "FIXED_PLACEHOLDERS": {
+        "category": "conflict",
+        "status": 409,
+        "title": "Only fixed placeholders",
+        "message": "{{{code}}} at {status}.",
+        "never_executed": True,
+    },
+    "EXPOSED": {
+        "category": "invalid_request",
+        "status": 400,
+        "title": "Exposed",
+        "message": "Bad {operation}.",
+        "expose_detail": True,
+    },
+    "INTERNAL": {"category": "internal", "status": 500, "title": "Internal", "message": "Oops ({code})."},
+}
+FAST_RULES: list[dict[str, object]] = [
+    {"name": "fixed", "match": {"status": 503}, "code": "FIXED"},
+    {"name": "per-operation", "match": {"status": 502}, "code": "PER_OPERATION"},
+    {"name": "edges", "match": {"status": 429}, "code": "LEADING_AND_TRAILING"},
+    {"name": "fixed-placeholders", "match": {"status": 409}, "code": "FIXED_PLACEHOLDERS"},
+    {"name": "exposed", "match": {"status": 400}, "code": "EXPOSED"},
+    {"name": "traced-by-message", "match": {"status": 404, "message": "^gone"}, "code": "PER_OPERATION"},
+    {"name": "internal", "code": "INTERNAL"},
+]
+FAST_STATUSES = (503, 502, 429, 409, 400, 404, 500, None)
+FAST_HINTS = (None, 0.0, -0.0, 0, 1, 3, True, 0.2, 1.0, 1.5, 2.2, 59.99, 7200.0, -4.0, 31622400.0, 1e-300)
+
+
+def fast_model(codes: dict[str, dict[str, object]] | None = None) -> ErrorModel:
+    """The Errors model of FAST_RULES over ``codes``."""
+    text = errors_file(FAST_RULES, codes or FAST_CODES)
+    model = tierpolicy.load_files({"errors.yaml": text}).model("Errors")
+    assert isinstance(model, ErrorModel)
+    return model
+
+
+@pytest.mark.parametrize("status", FAST_STATUSES)
+@pytest.mark.parametrize("retry_after", FAST_HINTS)
+@pytest.mark.parametrize("operation", [None, "payments.capture", ""])
+def test_fast_decisions_equal_the_plain_dataclass(status, retry_after, operation):
+    """Every code, hint and operation: the same value as Classification(...) gives, each call."""
+    model = fast_model()
+    info = ErrorInfo(
+        types=(), status=status, message="gone: the text", operation=operation, retry_after=retry_after
+    )
+    plain = reference_decision(model, FAST_CODES, info)
+    first = model.classify(info)
+    assert_same_value(first, plain)
+    assert_same_value(model.classify(info), plain)  # memoised or not, still the same value
+    assert_same_value(model.scan(info), plain)
+    traced = model.classify(info, trace=True)
+    assert traced.trace
+    assert_same_value(dataclasses.replace(traced, trace=()), plain)
+
+
+def test_fast_decisions_through_the_engine():
+    """From an exception with a Retry-After hint, and with the operation argument."""
+    engine = tierpolicy.Engine(tierpolicy.load_files({"errors.yaml": errors_file(FAST_RULES, FAST_CODES)}))
+    model = engine.errors
+    assert model is not None
+
+    class ThrottledError(Exception):
+        status_code = 429
+        retry_after = "7"
+
+    decision = engine.classify(ThrottledError("slow"), operation="search.query")
+    assert decision.message == "7 secondssearch.query{literal}LEADING_AND_TRAILING"
+    info = ErrorInfo(types=(), status=429, message="slow", operation="search.query", retry_after=7.0)
+    assert_same_value(decision, reference_decision(model, FAST_CODES, info))
+    assert engine.classify(ThrottledError("slow"), operation="search.query") is decision
+    other = engine.classify(ThrottledError("slow"), operation="search.other")
+    assert other.message == "7 secondssearch.other{literal}LEADING_AND_TRAILING"
+    assert other != decision
+
+
+def test_fast_decisions_memoise_only_what_cannot_differ():
+    """Exposed text, zero, integer and odd hints are built per call; memoised ones are shared."""
+    model = fast_model()
+    shared = ErrorInfo(types=(), status=502, operation="a.b", retry_after=2.5)
+    assert model.classify(shared) is model.classify(
+        ErrorInfo(types=(), status=502, operation="a.b", retry_after=2.5)
+    )
+    exposed = [model.classify(ErrorInfo(types=(), status=400, message=text)) for text in ("one", "two")]
+    assert [d.detail for d in exposed] == ["one", "two"]
+    zero, negative_zero = (
+        model.classify(ErrorInfo(types=(), status=503, retry_after=v)) for v in (0.0, -0.0)
+    )
+    assert (repr(zero.retry_after), repr(negative_zero.retry_after)) == ("0.0", "-0.0")
+    whole, real = (model.classify(ErrorInfo(types=(), status=503, retry_after=v)) for v in (3, 3.0))
+    assert (type(whole.retry_after), type(real.retry_after)) == (int, float)
+    assert whole == real
+
+
+@pytest.mark.parametrize("code_status", [503, 502, 409])
+@pytest.mark.parametrize(("hint", "error"), [(math.nan, ValueError), (math.inf, OverflowError)])
+def test_a_hint_that_is_not_finite_still_raises(code_status, hint, error):
+    """As before: putting a NaN or infinite hint in words raises, whatever the template, every time."""
+    model = fast_model()
+    info = ErrorInfo(types=(), status=code_status, retry_after=hint)
+    for _ in range(2):
+        with pytest.raises(error):
+            model.classify(info)
+
+
+def test_decision_memo_is_bounded():
+    """The per-(rule, operation, hint) decisions never exceed MEMO_SIZE entries."""
+    model = fast_model()
+    for i in range(ErrorModel.MEMO_SIZE + 10):
+        decision = model.classify(ErrorInfo(types=(), status=502, operation=f"op{i}"))
+        assert decision.message.startswith(f"op{i} failed")
+    assert 0 < len(model._decisions) <= ErrorModel.MEMO_SIZE
+
+
+def test_new_classification_equals_the_dataclass_constructor():
+    """The fast constructor gives the same frozen value, which pickles and replaces alike."""
+    args = (
+        "RATE_LIMITED",
+        "throttled",
+        429,
+        True,
+        "info",
+        "none",
+        "Too many requests",
+        "Slow down.",
+        "urn:x",
+        False,
+        "error-rule:r",
+        "e.yaml:1:2",
+        "v1",
+        2.5,
+        None,
+        (TraceStep("rule", "decide", "matched", "error-rule:r"),),
+    )
+    fast, plain = new_classification(*args), Classification(*args)
+    assert_same_value(fast, plain)
+    assert pickle.loads(pickle.dumps(fast)) == plain  # noqa: S301  our own bytes
+    assert dataclasses.replace(fast, message="other") == dataclasses.replace(plain, message="other")
+    assert dataclasses.asdict(fast) == dataclasses.asdict(plain)
+
+
+LITERALS = ("", "Try ", " again", ".", "{{", "}}", "{{x}}", "é ü", " ")
+PLACEHOLDERS = ("{code}", "{status}", "{operation}", "{retry_after}")
+
+
+@st.composite
+def message_templates(draw: st.DrawFn) -> str:
+    """A safe message template: literals (with escaped braces) and placeholders in any order."""
+    parts = draw(st.lists(st.sampled_from(LITERALS) | st.sampled_from(PLACEHOLDERS), max_size=8))
+    return "".join(parts) + draw(st.sampled_from(("!", ".", "{operation}", "{retry_after}")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    templates=st.lists(message_templates(), min_size=3, max_size=3),
+    exposed=st.lists(st.booleans(), min_size=3, max_size=3),
+    infos=st.lists(
+        st.builds(
+            ErrorInfo,
+            types=st.just(()),
+            status=st.sampled_from(FAST_STATUSES),
+            message=st.sampled_from(("", "gone", "boom")),
+            operation=st.none() | st.sampled_from(("", "payments.capture", "x")),
+            retry_after=st.sampled_from(FAST_HINTS)
+            | st.floats(min_value=-10.0, max_value=1e7, allow_nan=False)
+            | st.integers(min_value=-5, max_value=10**6),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_fast_decisions_equal_the_plain_dataclass_for_any_template(templates, exposed, infos):
+    """For generated templates and errors, every decision equals the plain construction."""
+    codes = {name: dict(spec) for name, spec in FAST_CODES.items()}
+    for name, template, expose in zip(
+        ("PER_OPERATION", "LEADING_AND_TRAILING", "FIXED"), templates, exposed, strict=True
+    ):
+        codes[name]["message"] = template
+        codes[name]["expose_detail"] = expose
+    model = fast_model(codes)
+    for info in [*infos, *infos]:  # the second round meets the memoised decisions
+        assert_same_value(model.classify(info), reference_decision(model, codes, info))
 
 
 # --------------------------------------------------------------------------- the marketplace set
