@@ -918,3 +918,150 @@ spec:
     assert isinstance(command, Fail)
     assert 1 <= calls <= max_attempts
     assert all(end < deadline_ms / 1000 for end in sleep_ends)
+
+
+# --------------------------------------------------------------------------- the first-attempt fast path
+
+WAIT = "wait 30s"
+"""A scenario step: the fake clock moves 30 s (past ``wait_in_open``) between two calls."""
+
+
+def by_hand(executor: Executor, operation: str, script: Script) -> object:
+    """One call made by driving ``executor.plan`` by hand: the sans-IO reference for the shells."""
+    plan = executor.plan(operation)
+    command = plan.start()
+    while isinstance(command, (Attempt, Sleep)):
+        if isinstance(command, Sleep):
+            script.time.sleep(command.seconds)
+            command = plan.send(None)
+            continue
+        started = script.time.now
+        try:
+            value = script.step()
+        except Exception as exc:  # noqa: BLE001  the outcome is reported to the plan
+            command = plan.send(Failure(exc, script.time.now - started))
+        else:
+            command = plan.send(Success(value, script.time.now - started))
+    if isinstance(command, Fail):
+        raise command.error from command.cause
+    assert isinstance(command, Done)
+    return command.value
+
+
+def play(run, executor: Executor, time: FakeTime, operation: str, calls: list[object]) -> list[object]:
+    """Make the calls in turn with ``run``; what each returned or raised, and the breaker's snapshot."""
+    seen: list[object] = []
+    for steps in calls:
+        if steps == WAIT:
+            time.now += 30.0
+            continue
+        script = Script(time, *steps, duration=0.01)
+        try:
+            seen.append(("value", run(executor, operation, script), script.calls))
+        except ResilienceError as exc:
+            seen.append(("error", exc.classification.code, exc.reason, exc.attempts, script.calls))
+        except CircuitOpenError as exc:
+            seen.append(("open", exc.retry_in, script.calls))
+        snapshot = executor.breaker_store.snapshot(operation, time.now)
+        seen.append((snapshot.state, snapshot.calls, snapshot.failures, snapshot.slow_calls))
+    return seen
+
+
+FAST_PATH_SCENARIOS = [
+    pytest.param("guarded.call", [["a"], ["b"], ["c"]], id="breaker-successes"),
+    pytest.param(
+        "guarded.call",
+        [
+            ["a"],
+            ["b"],
+            [HTTPStatusError(503)],
+            [HTTPStatusError(503)],
+            ["never"],
+            WAIT,
+            ["p1"],
+            ["p2"],
+            ["c"],
+        ],
+        id="breaker-opens-rejects-first-attempt-then-closes",
+    ),
+    pytest.param(
+        "guarded.retry",
+        [[HTTPStatusError(503), "ok"], ["ok"], [HTTPStatusError(503)], ["never"], WAIT, ["probe"]],
+        id="breaker-and-retry",
+    ),
+    pytest.param("plain.deadline", [["ok"], [HTTPStatusError(503), "ok"]], id="deadline"),
+    pytest.param("plain.budget", [["ok"], [HTTPStatusError(503)], ["ok"]], id="budget"),
+    pytest.param(
+        "fallback.cached", [[ValueError("bad")], ["good"], [ValueError("bad")]], id="cached-fallback"
+    ),
+    pytest.param("fallback.static", [["ok"], [ValueError("bad")]], id="static-fallback"),
+]
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(("operation", "calls"), FAST_PATH_SCENARIOS)
+def test_the_shells_fast_path_matches_the_plan_driven_by_hand(shell, operation, calls, policy_set):
+    """Results, errors, events and breaker state are those of the sans-IO plan, call by call."""
+    reference_time, reference_events = FakeTime(), []
+    reference = make(policy_set, reference_time, reference_events)
+    expected = play(by_hand, reference, reference_time, operation, calls)
+
+    time, events = FakeTime(), []
+    executor = make(policy_set, time, events)
+    seen = play(lambda ex, op, script: call(shell, ex, op, script), executor, time, operation, calls)
+
+    assert seen == expected
+    assert events == reference_events
+    assert time.sleeps == reference_time.sleeps
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        (None, ValueError("not a failure"), 0.0, 0.0),
+        Failure(ValueError("not a failure"), 0.0),
+        Success("not an outcome", 0.0),
+        Done("not a command"),
+    ],
+    ids=["none", "result-tuple", "failure", "success", "done"],
+)
+def test_a_value_shaped_like_an_outcome_is_returned_as_it_is(shell, value, executor, time, events):
+    """The fast path never mistakes what the function returned for how the attempt went."""
+    assert call(shell, executor, "guarded.retry", Script(time, value)) is value
+    assert kinds(events) == ["AttemptStarted", "AttemptSucceeded"]
+
+
+class Interrupt(BaseException):
+    """Not an ``Exception``: like ``KeyboardInterrupt``, it is never classified as a failure."""
+
+
+def test_an_interrupted_sync_first_attempt_returns_its_permit(executor, time):
+    """A half-open probe interrupted mid-call gives its permit back: the next probe is admitted."""
+    failure("sync", executor, "guarded.retry", Script(time, HTTPStatusError(503)))
+    time.now += 30.0
+    interrupted = Script(time, Interrupt())
+    with pytest.raises(Interrupt):
+        executor.run("guarded.retry", interrupted.sync)
+    assert interrupted.calls == 1
+    assert executor.run("guarded.retry", Script(time, "admitted").sync) == "admitted"
+    assert executor.breaker_store.snapshot("guarded.retry", time.now).state == "closed"
+
+
+class TickingTime(FakeTime):
+    """A fake clock that moves 1 ms every time it is read."""
+
+    def clock(self) -> float:
+        """The current fake time, then a tick."""
+        self.now += 0.001
+        return self.now
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_deadline_is_measured_from_the_first_attempts_start(shell, policy_set):
+    """The call's start and its first attempt's are one clock reading: attempt 1 gets the whole deadline."""
+    time, events = TickingTime(), []
+    executor = make(policy_set, time, events)
+    assert call(shell, executor, "plain.deadline", Script(time, "ok")) == "ok"
+    assert events[0] == AttemptStarted("plain.deadline", 1, 2.0)

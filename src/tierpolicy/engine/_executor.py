@@ -6,6 +6,10 @@ previous delay, start time, breaker permits) and answers each outcome with the n
 command (:class:`Attempt`, :class:`Sleep`, :class:`UseFallback`, :class:`Done`,
 :class:`Fail`). The two shells, :meth:`Executor.run` and :meth:`Executor.arun`, only
 perform those commands: call or await the function, ``sleep`` or ``await async_sleep``.
+The plan's logic lives in the steps of one per-call object (:class:`_Call`) that the
+generator turns into commands; for a first attempt that succeeds, the common case, the
+shells call the same steps without the generator, and start it only if that attempt
+fails or the breaker refuses it.
 
 The composition order is fixed::
 
@@ -25,6 +29,7 @@ import inspect
 import random as _random
 import threading
 import time
+import types
 import weakref
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, cast
 
@@ -52,6 +57,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+_Coroutine: Final = types.CoroutineType
+"""Tested by identity before ``inspect.isawaitable``, which is twice as slow."""
 
 CIRCUIT_OPEN: Final = "CIRCUIT_OPEN"
 """The registry code a breaker rejection is classified as, when the errors policy has it."""
@@ -118,6 +126,11 @@ class Failure:
 
 
 Outcome = Success | Failure
+
+_Result = tuple[object, Exception | None, float, float]
+"""How the shells' attempts report, building no object but a tuple: ``(value, None,
+started, ended)`` for a success, ``(None, exception, started, ended)`` for a failure
+(clock readings: the duration is ``ended - started``)."""
 
 
 # --------------------------------------------------------------------------- events
@@ -274,6 +287,182 @@ class _Operation:
     """Whether a ``cached`` fallback step needs the last good result kept."""
     slot: threading.BoundedSemaphore | None
     """The sync bulkhead."""
+    breaker: BreakerPolicy | None
+    """``policy.breaker``, read once here rather than on every attempt."""
+    timeout: float | None
+    """``policy.timeout``."""
+    guarded: bool
+    """Whether an attempt needs the clock before it starts (a breaker or a deadline)."""
+
+
+class _Call:
+    """One call's state and its steps: the single implementation of the executor's logic.
+
+    The steps are plain methods so that both drivers run the same code: the generator
+    of commands (:func:`_steps`, behind :class:`CallPlan` and the shells' slow path) and
+    the shells' fast path, which makes the first attempt without a generator or any
+    command or outcome object and starts the generator only if that attempt fails or
+    the breaker rejects it. The state is what the generator kept in its locals: the
+    call's start, the attempt number, the decorrelated-jitter previous delay, the
+    breaker permit in hand and the last classified error.
+    """
+
+    __slots__ = (
+        "attempt",
+        "emit",
+        "ex",
+        "last_class",
+        "last_exc",
+        "op",
+        "permit",
+        "previous_delay",
+        "reason",
+        "start",
+        "timeout",
+    )
+    # Set before they are read: by begin (timeout, and all three on a rejection) or failed.
+    last_class: Classification | None
+    last_exc: Exception
+    reason: str
+    timeout: float | None
+
+    def __init__(self, ex: Executor, op: _Operation) -> None:
+        self.ex = ex
+        self.op = op
+        self.emit = ex.listener
+        self.start = ex.clock()
+        if op.budget is not None:
+            op.budget.record_request()
+        self.attempt = 0
+        self.previous_delay: float | None = None
+        self.permit: Permit | None = None
+
+    def begin(self) -> bool:
+        """Start the next attempt: ``True`` with ``timeout`` set, ``False`` if the breaker refused it.
+
+        A refusal is that attempt's classified failure (``reason`` ``CIRCUIT_OPEN``): the
+        call gives up (:func:`_give_up`).
+        """
+        op = self.op
+        self.attempt = attempt = self.attempt + 1
+        timeout = op.timeout
+        if op.guarded:
+            ex = self.ex
+            # The first attempt starts when the call does: one clock read serves both.
+            now = self.start if attempt == 1 else ex.clock()
+            breaker = op.breaker
+            if breaker is not None:
+                got = ex.breaker_store.acquire(op.name, breaker, now)
+                if got.transitions:
+                    ex.transitions(op.name, got.transitions)
+                if not isinstance(got, Permit):
+                    self._rejected(got.retry_at, now)
+                    return False
+                self.permit = got
+            deadline = op.deadline
+            if deadline is not None:
+                remaining = max(0.0, deadline - (now - self.start))
+                timeout = remaining if timeout is None else min(timeout, remaining)
+        self.timeout = timeout
+        if self.emit is not None:
+            self.emit(AttemptStarted(op.name, attempt, timeout))
+        return True
+
+    def _rejected(self, retry_at: float | None, now: float) -> None:
+        operation = self.op.name
+        retry_in = None if retry_at is None else max(0.0, retry_at - now)
+        self.last_exc = exc = CircuitOpenError(operation, retry_in=retry_in)
+        self.last_class = last_class = self.ex.circuit_open(exc, operation)
+        if self.emit is not None:
+            self.emit(
+                AttemptFailed(
+                    operation,
+                    self.attempt,
+                    last_class.code if last_class else CIRCUIT_OPEN,
+                    last_class.category if last_class else "unavailable",
+                    False,  # noqa: FBT003  positional field of a frozen event
+                    0.0,
+                    _qualified(exc),
+                )
+            )
+        self.reason = CIRCUIT_OPEN
+
+    def succeeded(self, value: object, duration: float, ended: float | None = None) -> None:
+        """The attempt returned ``value`` after ``duration`` s: the call answers ``value``.
+
+        ``ended``: the clock reading that ended the attempt, if the caller has it (the
+        breaker records the outcome at that time; otherwise the clock is read).
+        """
+        op = self.op
+        ex = self.ex
+        permit = self.permit
+        breaker = op.breaker
+        if permit is not None and breaker is not None:
+            now = ex.clock() if ended is None else ended
+            changes = ex.breaker_store.record(op.name, breaker, permit, "success", duration, now)
+            if changes:
+                ex.transitions(op.name, changes)
+        if op.budget is not None:
+            op.budget.record_success()
+        if op.caches:
+            ex.cache.put(op.name, value, ex.clock())
+        if self.emit is not None:
+            self.emit(AttemptSucceeded(op.name, self.attempt, duration))
+
+    def failed(self, exc: Exception, duration: float) -> float | None:
+        """The attempt raised ``exc``: the backoff before the next attempt, or ``None`` to give up."""
+        op = self.op
+        ex = self.ex
+        operation = op.name
+        self.last_exc = exc
+        self.last_class = last_class = ex.classify(exc, operation)
+        permit = self.permit
+        breaker = op.breaker
+        if permit is not None and breaker is not None:
+            counted = breaker.outcome_of_error(category=last_class.category, code=last_class.code)
+            ex.record(operation, breaker, permit, counted, duration)
+        budget = op.budget
+        if budget is not None:
+            budget.record_failure()
+        emit = self.emit
+        if emit is not None:
+            emit(
+                AttemptFailed(
+                    operation,
+                    self.attempt,
+                    last_class.code,
+                    last_class.category,
+                    last_class.retryable,
+                    duration,
+                    _qualified(exc),
+                )
+            )
+        decision = decide_retry(
+            op.policy,
+            retryable=last_class.retryable,
+            category=last_class.category,
+            never_executed=last_class.never_executed or isinstance(exc, CallRejectedError),
+            failed_attempt=self.attempt,
+            elapsed=ex.clock() - self.start,
+            previous_delay=self.previous_delay,
+            retry_after=last_class.retry_after,
+            random=ex,
+            budget=budget,
+        )
+        if not decision.retry:
+            self.reason = decision.reason.value
+            return None
+        if emit is not None:
+            emit(RetryScheduled(operation, self.attempt + 1, decision.delay, decision.reason.value))
+        self.previous_delay = decision.delay
+        return decision.delay
+
+    def abandon(self) -> None:
+        """The attempt in flight was interrupted: hand its breaker permit back as ``ignored``."""
+        permit = self.permit
+        breaker = self.op.breaker
+        if permit is not None and breaker is not None:
+            self.ex.record(self.op.name, breaker, permit, "ignored", 0.0)
 
 
 class CallPlan:
@@ -306,112 +495,45 @@ class CallPlan:
 
 def _plan(ex: Executor, op: _Operation) -> Generator[Command, Outcome | None, None]:
     """One call, as a generator of commands that is sent each command's outcome."""
-    operation, policy, deadline, budget = op.name, op.policy, op.deadline, op.budget
-    breaker = policy.breaker
-    clock = ex.clock
-    emit = ex.listener
-    start = clock()
-    if budget is not None:
-        budget.record_request()
-    attempt = 0
-    previous_delay: float | None = None
-    last_exc: Exception
-    last_class: Classification | None
-    reason: str
+    yield from _steps(_Call(ex, op), None)
+
+
+def _steps(call: _Call, outcome: Outcome | None) -> Generator[Command, Outcome | None, None]:
+    """The rest of ``call`` as commands; ``outcome`` is that of an attempt already made, if any.
+
+    With ``outcome`` ``None`` the next command is the next attempt; otherwise the
+    attempt ``call.attempt`` was made (by a shell's fast path) and this is how it went.
+    """
     while True:
-        attempt += 1
-        permit: Permit | None = None
-        timeout = policy.timeout
-        if breaker is not None or deadline is not None:
-            now = clock()
-            if breaker is not None:
-                got = ex.breaker_store.acquire(operation, breaker, now)
-                if got.transitions:
-                    ex.transitions(operation, got.transitions)
-                if not isinstance(got, Permit):
-                    retry_in = None if got.retry_at is None else max(0.0, got.retry_at - now)
-                    last_exc = CircuitOpenError(operation, retry_in=retry_in)
-                    last_class = ex.circuit_open(last_exc, operation)
-                    if emit is not None:
-                        emit(
-                            AttemptFailed(
-                                operation,
-                                attempt,
-                                last_class.code if last_class else CIRCUIT_OPEN,
-                                last_class.category if last_class else "unavailable",
-                                False,  # noqa: FBT003  positional field of a frozen event
-                                0.0,
-                                _qualified(last_exc),
-                            )
-                        )
-                    reason = CIRCUIT_OPEN
-                    break
-                permit = got
-            if deadline is not None:
-                remaining = max(0.0, deadline - (now - start))
-                timeout = remaining if timeout is None else min(timeout, remaining)
-        if emit is not None:
-            emit(AttemptStarted(operation, attempt, timeout))
-        try:
-            outcome = yield Attempt(attempt, timeout)
-        except GeneratorExit:
-            if permit is not None and breaker is not None:
-                ex.record(operation, breaker, permit, "ignored", 0.0)
-            raise
+        if outcome is None:
+            if not call.begin():
+                break
+            try:
+                outcome = yield Attempt(call.attempt, call.timeout)
+            except GeneratorExit:
+                call.abandon()
+                raise
         if type(outcome) is Success:
-            if permit is not None and breaker is not None:
-                ex.record(operation, breaker, permit, "success", outcome.duration)
-            if budget is not None:
-                budget.record_success()
-            if op.caches:
-                ex.cache.put(operation, outcome.value, clock())
-            if emit is not None:
-                emit(AttemptSucceeded(operation, attempt, outcome.duration))
+            call.succeeded(outcome.value, outcome.duration)
             yield Done(outcome.value)
             return
         assert isinstance(outcome, Failure)  # noqa: S101  the shell reports an outcome
-        last_exc = outcome.exception
-        last_class = ex.classify(last_exc, operation)
-        if permit is not None and breaker is not None:
-            counted = breaker.outcome_of_error(category=last_class.category, code=last_class.code)
-            ex.record(operation, breaker, permit, counted, outcome.duration)
-        if budget is not None:
-            budget.record_failure()
-        if emit is not None:
-            emit(
-                AttemptFailed(
-                    operation,
-                    attempt,
-                    last_class.code,
-                    last_class.category,
-                    last_class.retryable,
-                    outcome.duration,
-                    _qualified(last_exc),
-                )
-            )
-        decision = decide_retry(
-            policy,
-            retryable=last_class.retryable,
-            category=last_class.category,
-            never_executed=last_class.never_executed or isinstance(last_exc, CallRejectedError),
-            failed_attempt=attempt,
-            elapsed=clock() - start,
-            previous_delay=previous_delay,
-            retry_after=last_class.retry_after,
-            random=ex,
-            budget=budget,
-        )
-        if not decision.retry:
-            reason = decision.reason.value
+        delay = call.failed(outcome.exception, outcome.duration)
+        if delay is None:
             break
-        if emit is not None:
-            emit(RetryScheduled(operation, attempt + 1, decision.delay, decision.reason.value))
-        previous_delay = decision.delay
-        yield Sleep(decision.delay)
+        outcome = None
+        yield Sleep(delay)
+    yield from _give_up(call)
+
+
+def _give_up(call: _Call) -> Generator[Command, Outcome | None, None]:
+    """No further attempt: the fallback chain, then :class:`Fail` if nothing answered."""
+    op, ex, emit = call.op, call.ex, call.emit
+    operation, last_class, reason = op.name, call.last_class, call.reason
+    clock = ex.clock
     if emit is not None:
-        emit(GaveUp(operation, attempt, last_class.code if last_class else CIRCUIT_OPEN, reason))
-    # ---------------------------------------------------------------- the fallback chain
-    for step in policy.fallback:
+        emit(GaveUp(operation, call.attempt, last_class.code if last_class else CIRCUIT_OPEN, reason))
+    for step in op.policy.fallback:
         if step.kind == "static":
             if emit is not None:
                 emit(FallbackUsed(operation, "static"))
@@ -447,9 +569,9 @@ def _plan(ex: Executor, op: _Operation) -> Generator[Command, Outcome | None, No
             continue
         break  # "fail": the end of the chain
     if last_class is None:
-        yield Fail(last_exc, None)
+        yield Fail(call.last_exc, None)
         return
-    yield Fail(ResilienceError(operation, last_class, attempts=attempt, reason=reason), last_exc)
+    yield Fail(ResilienceError(operation, last_class, attempts=call.attempt, reason=reason), call.last_exc)
 
 
 # --------------------------------------------------------------------------- bulkheads
@@ -548,7 +670,8 @@ class Executor:
             CircuitOpenError: The breaker rejected the call, nothing fell back, and the
                 errors policy has no ``CIRCUIT_OPEN`` code.
         """
-        return cast("T", self._run(operation, fn, args, kwargs, _ROOT))
+        # Returns fn's T unchecked: cast() would cost a call on every call.
+        return self._run(operation, fn, args, kwargs, _ROOT)  # type: ignore[return-value]
 
     async def arun(
         self, operation: str, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
@@ -562,7 +685,7 @@ class Executor:
             ResilienceError: The call failed for good (from the last error).
             CircuitOpenError: As for :meth:`run`.
         """
-        return cast("T", await self._arun(operation, fn, args, kwargs, _ROOT))
+        return await self._arun(operation, fn, args, kwargs, _ROOT)  # type: ignore[return-value]
 
     def resilient(self, operation: str) -> Callable[[Callable[P, T]], Callable[P, T]]:
         """Decorate a sync or async function so every call runs as ``operation``.
@@ -583,7 +706,7 @@ class Executor:
 
             @functools.wraps(fn)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-                return cast("T", self._run(operation, fn, args, kwargs, _ROOT))
+                return self._run(operation, fn, args, kwargs, _ROOT)  # type: ignore[return-value]
 
             return wrapper
 
@@ -662,6 +785,9 @@ class Executor:
                 budget=budget,
                 caches=any(step.kind == "cached" for step in policy.fallback),
                 slot=threading.BoundedSemaphore(bulkhead.max_concurrent) if bulkhead is not None else None,
+                breaker=policy.breaker,
+                timeout=policy.timeout,
+                guarded=policy.breaker is not None or (retry is not None and retry.deadline is not None),
             )
             self._operations[name] = found
             return found
@@ -692,18 +818,45 @@ class Executor:
         kwargs: Mapping[str, Any],
         chain: tuple[str, ...],
     ) -> object:
-        op = self._operation(operation)
-        plan = _plan(self, op)
+        op = self._operations.get(operation) or self._operation(operation)
+        call = _Call(self, op)
+        # The fast path: the first attempt without the generator; the same steps.
+        if not call.begin():
+            return self._drive(_give_up(call), op, fn, args, kwargs, chain)
+        try:
+            value, exc, started, ended = self._attempt(op, call.timeout, fn, args, kwargs)
+        except BaseException:
+            call.abandon()  # hands back the breaker permit of an interrupted attempt
+            raise
+        if exc is None:
+            call.succeeded(value, ended - started, ended)
+            return value
+        return self._drive(_steps(call, Failure(exc, ended - started)), op, fn, args, kwargs, chain)
+
+    def _drive(
+        self,
+        plan: Generator[Command, Outcome | None, None],
+        op: _Operation,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        chain: tuple[str, ...],
+    ) -> object:
+        """Perform the commands of ``plan`` until it is done (the slow path of :meth:`_run`)."""
         try:
             command = next(plan)
             while True:
                 if isinstance(command, Attempt):
-                    command = plan.send(self._attempt(op, command.timeout, fn, args, kwargs))
+                    value, exc, started, ended = self._attempt(op, command.timeout, fn, args, kwargs)
+                    outcome = (
+                        Success(value, ended - started) if exc is None else Failure(exc, ended - started)
+                    )
+                    command = plan.send(outcome)
                 elif isinstance(command, Sleep):
                     self._sleep(command.seconds)
                     command = plan.send(None)
                 elif isinstance(command, UseFallback):
-                    command = plan.send(self._fallback(operation, command.operation, args, kwargs, chain))
+                    command = plan.send(self._fallback(op.name, command.operation, args, kwargs, chain))
                 else:
                     break
         except BaseException:
@@ -720,7 +873,7 @@ class Executor:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
-    ) -> Outcome:
+    ) -> _Result:
         clock = self.clock
         started = clock()
         slot = op.slot
@@ -730,18 +883,18 @@ class Executor:
             # Real-time wait: a blocked thread cannot be woken by a fake clock.
             if not (slot.acquire(blocking=False) or (wait > 0 and slot.acquire(timeout=wait))):
                 error = BulkheadFullError(op.name, max_concurrent=bulkhead.max_concurrent, waited=wait)
-                return Failure(error, clock() - started)
+                return None, error, started, clock()
         try:
             value = fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001  every failure is classified by the plan
-            return Failure(exc, clock() - started)
+            return None, exc, started, clock()
         finally:
             if slot is not None:
                 slot.release()
-        duration = clock() - started
-        if timeout is not None and duration > timeout:
-            return Failure(AttemptTimeoutError(op.name, timeout), duration)
-        return Success(value, duration)
+        ended = clock()
+        if timeout is not None and ended - started > timeout:
+            return None, AttemptTimeoutError(op.name, timeout), started, ended
+        return value, None, started, ended
 
     def _fallback(
         self,
@@ -786,19 +939,59 @@ class Executor:
         kwargs: Mapping[str, Any],
         chain: tuple[str, ...],
     ) -> object:
-        op = self._operation(operation)
-        plan = _plan(self, op)
+        op = self._operations.get(operation) or self._operation(operation)
+        call = _Call(self, op)
+        # The fast path, as in _run.
+        if not call.begin():
+            return await self._adrive(_give_up(call), op, fn, args, kwargs, chain)
+        try:
+            if call.timeout is None and op.policy.bulkhead is None:
+                # A plain attempt, made here: no timer, no slot, no coroutine of its own.
+                clock = self.clock
+                started = clock()
+                exc: Exception | None = None
+                try:
+                    value = fn(*args, **kwargs)
+                    if type(value) is _Coroutine or inspect.isawaitable(value):
+                        value = await value
+                except Exception as error:  # noqa: BLE001  every failure is classified by the plan
+                    value, exc = None, error
+                ended = clock()
+            else:
+                value, exc, started, ended = await self._aattempt(op, call.timeout, fn, args, kwargs)
+        except BaseException:
+            call.abandon()  # hands back the breaker permit of a cancelled attempt
+            raise
+        if exc is None:
+            call.succeeded(value, ended - started, ended)
+            return value
+        return await self._adrive(_steps(call, Failure(exc, ended - started)), op, fn, args, kwargs, chain)
+
+    async def _adrive(
+        self,
+        plan: Generator[Command, Outcome | None, None],
+        op: _Operation,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        chain: tuple[str, ...],
+    ) -> object:
+        """Perform the commands of ``plan`` until it is done (the slow path of :meth:`_arun`)."""
         try:
             command = next(plan)
             while True:
                 if isinstance(command, Attempt):
-                    command = plan.send(await self._aattempt(op, command.timeout, fn, args, kwargs))
+                    value, exc, started, ended = await self._aattempt(op, command.timeout, fn, args, kwargs)
+                    outcome = (
+                        Success(value, ended - started) if exc is None else Failure(exc, ended - started)
+                    )
+                    command = plan.send(outcome)
                 elif isinstance(command, Sleep):
                     await self._async_sleep(command.seconds)
                     command = plan.send(None)
                 elif isinstance(command, UseFallback):
                     command = plan.send(
-                        await self._afallback(operation, command.operation, args, kwargs, chain)
+                        await self._afallback(op.name, command.operation, args, kwargs, chain)
                     )
                 else:
                     break
@@ -816,25 +1009,19 @@ class Executor:
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
-    ) -> Outcome:
+    ) -> _Result:
+        # A first attempt with neither a timeout nor a bulkhead is made inline by _arun;
+        # here, with no limit, asyncio.timeout(None) never expires (later attempts only).
         clock = self.clock
         started = clock()
         bulkhead = op.policy.bulkhead
-        if limit is None and bulkhead is None:
-            try:
-                value = fn(*args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = await value
-            except Exception as exc:  # noqa: BLE001  every failure is classified by the plan
-                return Failure(exc, clock() - started)
-            return Success(value, clock() - started)
         try:
             async with asyncio.timeout(limit) as scope:
                 return await self._aguarded(op.name, bulkhead, limit, fn, args, kwargs, started)
         except TimeoutError as exc:
             if scope.expired():
-                return Failure(AttemptTimeoutError(op.name, cast("float", limit)), clock() - started)
-            return Failure(exc, clock() - started)
+                return None, AttemptTimeoutError(op.name, cast("float", limit)), started, clock()
+            return None, exc, started, clock()
 
     async def _aguarded(
         self,
@@ -845,7 +1032,7 @@ class Executor:
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         started: float,
-    ) -> Outcome:
+    ) -> _Result:
         clock = self.clock
         slot = None
         if bulkhead is not None:
@@ -862,21 +1049,21 @@ class Executor:
                         acquired = False
                 if not acquired:
                     error = BulkheadFullError(operation, max_concurrent=bulkhead.max_concurrent, waited=wait)
-                    return Failure(error, clock() - started)
+                    return None, error, started, clock()
             else:
                 await slot.acquire()
         try:
             value = fn(*args, **kwargs)
-            if inspect.isawaitable(value):
+            if type(value) is _Coroutine or inspect.isawaitable(value):
                 value = await value
         except TimeoutError:
             raise  # the attempt's own timeout, or the function's: _aattempt tells them apart
         except Exception as exc:  # noqa: BLE001  every failure is classified by the plan
-            return Failure(exc, clock() - started)
+            return None, exc, started, clock()
         finally:
             if slot is not None:
                 slot.release()
-        return Success(value, clock() - started)
+        return value, None, started, clock()
 
     def _async_slot(self, operation: str, bulkhead: BulkheadPolicy) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
