@@ -22,6 +22,13 @@ from tierpolicy.engine._diagnostics import Code, Diagnostic, Position
         tierpolicy.InvalidContextError,
         tierpolicy.InvalidRequestError,
         tierpolicy.ConditionError,
+        tierpolicy.ResilienceError,
+        tierpolicy.CallRejectedError,
+        tierpolicy.CircuitOpenError,
+        tierpolicy.BulkheadFullError,
+        tierpolicy.FallbackCycleError,
+        tierpolicy.AttemptTimeoutError,
+        tierpolicy.NoErrorsPolicyError,
     ],
 )
 def test_every_error_derives_from_the_root(exc):
@@ -60,3 +67,13 @@ def test_expression_error_clamps_offset():
     """Expression errors keep an offset inside the source and a length of at least one."""
     exc = tierpolicy.ExpressionSyntaxError("bad", source="abc", offset=10, length=0, hint="h")
     assert (exc.offset, exc.length, str(exc)) == (3, 1, "bad; h")
+
+
+def test_executor_rejections_carry_their_error_identity():
+    """Breaker and bulkhead rejections carry AIP-193 reason and domain, so rules classify them."""
+    circuit = tierpolicy.CircuitOpenError("payments.capture")
+    bulkhead = tierpolicy.BulkheadFullError("notifications.email", max_concurrent=20, waited=0.1)
+    assert (circuit.reason, circuit.domain) == ("CIRCUIT_OPEN", "tierpolicy")
+    assert (bulkhead.reason, bulkhead.domain) == ("BULKHEAD_FULL", "tierpolicy")
+    info = tierpolicy.ErrorInfo.from_exception(circuit)
+    assert (info.reason, info.domain) == ("CIRCUIT_OPEN", "tierpolicy")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -1065,3 +1066,29 @@ def test_the_deadline_is_measured_from_the_first_attempts_start(shell, policy_se
     executor = make(policy_set, time, events)
     assert call(shell, executor, "plain.deadline", Script(time, "ok")) == "ok"
     assert events[0] == AttemptStarted("plain.deadline", 1, 2.0)
+
+
+def test_shipped_policy_classifies_a_full_bulkhead_as_bulkhead_full():
+    """With the shipped policies, a call beyond a full bulkhead fails as BULKHEAD_FULL, not INTERNAL."""
+    engine = tierpolicy.load(Path(__file__).resolve().parents[1] / "policies")
+    shipped = Executor(engine)
+
+    async def scenario() -> BaseException:
+        gate = asyncio.Event()
+
+        async def holder() -> str:
+            await gate.wait()
+            return "sent"
+
+        tasks = [asyncio.create_task(shipped.arun("notifications.email", holder)) for _ in range(20)]
+        await asyncio.sleep(0)
+        with pytest.raises(ResilienceError) as info:
+            await shipped.arun("notifications.email", holder)
+        gate.set()
+        assert await asyncio.gather(*tasks) == ["sent"] * 20
+        return info.value
+
+    error = asyncio.run(scenario())
+    assert isinstance(error, ResilienceError)
+    assert isinstance(error.__cause__, BulkheadFullError)
+    assert (error.classification.code, error.classification.status) == ("BULKHEAD_FULL", 503)

@@ -94,7 +94,8 @@ def _app() -> typer.Typer:
             fail(f"{directory}: no such file or directory", EXIT_USAGE)
         result = check_policies(directory)
         errors = len(result.errors)
-        warnings = len(result.diagnostics) - errors
+        warnings = sum(d.severity == "warning" for d in result.diagnostics)
+        infos = len(result.diagnostics) - errors - warnings
         if output is OutputFormat.json:
             out.print_json(
                 json.dumps(
@@ -103,6 +104,7 @@ def _app() -> typer.Typer:
                         "version": result.policy_set.version if result.policy_set else None,
                         "errors": errors,
                         "warnings": warnings,
+                        "infos": infos,
                         "diagnostics": [d.to_json() for d in result.diagnostics],
                     }
                 )
@@ -111,6 +113,8 @@ def _app() -> typer.Typer:
             for diagnostic in result.diagnostics:
                 out.print(_styled(diagnostic))
             summary = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+            if infos:
+                summary += f", {infos} info{'s' * (infos != 1)}"
             if result.policy_set is not None:
                 out.print(
                     f"[green]ok[/]: {escape(str(directory))} is valid ({summary}; version {result.policy_set.version})"

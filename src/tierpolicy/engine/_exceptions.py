@@ -233,6 +233,10 @@ class CircuitOpenError(CallRejectedError):
         retry_in: Seconds until the breaker admits calls again, when known.
     """
 
+    # AIP-193 identity, so the errors policy classifies it like any other error.
+    reason = "CIRCUIT_OPEN"
+    domain = "tierpolicy"
+
     def __init__(self, operation: str, *, retry_in: float | None = None) -> None:
         self.retry_in = retry_in
         hint = f"; retry in {retry_in:g}s" if retry_in is not None else ""
@@ -246,6 +250,9 @@ class BulkheadFullError(CallRejectedError):
         max_concurrent: The bulkhead's size.
         waited: Seconds waited for a slot.
     """
+
+    reason = "BULKHEAD_FULL"
+    domain = "tierpolicy"
 
     def __init__(self, operation: str, *, max_concurrent: int, waited: float) -> None:
         self.max_concurrent = max_concurrent
