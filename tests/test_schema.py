@@ -112,7 +112,7 @@ def test_properties_use_the_yaml_spelling():
 def test_unknown_kind_raises_key_error():
     """Asking for the schema of an unknown kind raises KeyError."""
     with pytest.raises(KeyError):
-        kind_schema("RateLimits")
+        kind_schema("Quotas")
 
 
 def test_set_schema_accepts_any_kind_by_branch():

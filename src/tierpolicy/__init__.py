@@ -62,9 +62,12 @@ from .engine._executor import (
     InMemoryResultCache,
     RetryScheduled,
 )
+from .engine._gcra import RateLimitDecision
 from .engine._loader import CheckResult, check, load_files
 from .engine._overrides import Override
 from .engine._policyset import PolicyDocument, PolicySet
+from .engine._ratelimit_store import InMemoryRateLimitStore, check_rate_limit
+from .engine._ratelimits import RateLimitPolicy, RateLimitsModel
 from .engine._retry import RetryReason
 from .engine._retryplan import RetryPlan
 from .engine._rollout import rollout_bucket
@@ -99,6 +102,7 @@ __all__ = [
     "FeatureDecision",
     "GaveUp",
     "InMemoryBreakerStore",
+    "InMemoryRateLimitStore",
     "InMemoryResultCache",
     "InvalidContextError",
     "InvalidRequestError",
@@ -112,6 +116,9 @@ __all__ = [
     "PolicyLoadError",
     "PolicySet",
     "Position",
+    "RateLimitDecision",
+    "RateLimitPolicy",
+    "RateLimitsModel",
     "Reason",
     "ResilienceError",
     "RetryPlan",
@@ -125,6 +132,7 @@ __all__ = [
     "UnknownNameError",
     "UnknownTierError",
     "check",
+    "check_rate_limit",
     "evaluate",
     "load",
     "load_files",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ._classification import ErrorsSpec, compile_errors
 from ._documents import ContextSpec, SpecModel, TiersSpec
+from ._ratelimits import RateLimitsSpec, compile_ratelimits
 from ._resilience import ResilienceSpec, compile_resilience
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ SPEC_MODELS: dict[str, type[SpecModel]] = {
     "Tiers": TiersSpec,
     "Errors": ErrorsSpec,
     "Resilience": ResilienceSpec,
+    "RateLimits": RateLimitsSpec,
 }
 """Document kind -> the model of its ``spec``."""
 
@@ -42,5 +44,6 @@ SINGLETON_KINDS = frozenset({"Tiers", "Errors"})
 KIND_COMPILERS: dict[str, KindCompiler] = {
     "Errors": compile_errors,
     "Resilience": compile_resilience,
+    "RateLimits": compile_ratelimits,
 }
 """Kinds beyond Context and Tiers -> their compiler."""

@@ -1,0 +1,382 @@
+"""The RateLimits kind: named limits per route or operation, keyed by a CEL expression.
+
+A ``RateLimits`` document lists limits. Each limit matches routes and/or operations by
+glob, computes its counter key from the context with a CEL expression that yields a
+string (``seller.id``, ``request.client_ip``), and has one or more windows (burst and
+sustained), each with a fixed rate (``60/minute``) or a rate per tier that tiers left
+out inherit from the tier below. Every limit keeps its own counter (``rl:<limit>:<key>``),
+so overlapping limits never share one. See ``docs/ratelimits.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import Field, StrictBool, StrictInt, StrictStr
+
+from ._diagnostics import Code, did_you_mean
+from ._documents import NAME_PATTERN, TIER_PATTERN, Description, Expression, SpecModel, TiersSpec
+from ._exceptions import ConditionError
+from ._gcra import GcraWindow
+from ._resilience import OPERATION_PATTERN, glob_regex
+from .cel import STRING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ._compiling import CompileContext, ParsedDocument
+    from .cel import Program
+
+Path_ = tuple[str | int, ...]
+
+ROUTE_PATTERN = r"^/[A-Za-z0-9_.*{}/-]*$"
+"""Routes are URL paths; ``*`` matches any run of characters (slashes included)."""
+
+RateText = Annotated[
+    StrictStr, Field(min_length=1, max_length=64, description="A rate such as 60/minute or 5/10s.")
+]
+Algorithm = Literal["gcra", "sliding_window"]
+StoreErrorMode = Literal["fail_open", "fail_closed", "local"]
+
+_UNITS = {
+    "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+}  # fmt: skip
+_RATE = re.compile(r"(?P<quota>\d+)/(?P<count>\d*)(?P<unit>[a-z]+)")
+MAX_QUOTA = 1_000_000_000
+MAX_PERIOD = 366 * 86400
+
+
+class RateError(ValueError):
+    """A rate string that does not parse; ``offset`` is where inside the string."""
+
+    def __init__(self, message: str, offset: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """Parse ``"60/minute"``, ``"10/s"``, ``"1000/hour"`` or ``"5/10s"`` into (quota, seconds)."""
+    match = _RATE.fullmatch(text)
+    if match is None:
+        slash = text.find("/")
+        if slash < 0 or not text[:slash].isdigit():
+            raise RateError("a rate starts with a whole number of requests, then '/'", 0)
+        raise RateError("after '/' comes a period such as second, minute, hour, day or 10s", slash + 1)
+    quota = int(match["quota"])
+    count = int(match["count"]) if match["count"] else 1
+    unit = _UNITS.get(match["unit"])
+    if unit is None:
+        raise RateError(f"unknown time unit {match['unit']!r}", match.start("unit"))
+    if not 0 < quota <= MAX_QUOTA:
+        raise RateError(f"the number of requests must be between 1 and {MAX_QUOTA:,}", 0)
+    period = count * unit
+    if not 0 < period <= MAX_PERIOD:
+        raise RateError("the period must be between 1 second and 366 days", match.start("count"))
+    return quota, period
+
+
+# --------------------------------------------------------------------------- spec models
+
+
+class RateMatchSpec(SpecModel):
+    """What a limit applies to: route globs and/or operation globs."""
+
+    routes: list[Annotated[StrictStr, Field(pattern=ROUTE_PATTERN, max_length=256)]] = Field(
+        default_factory=list
+    )
+    operations: list[Annotated[StrictStr, Field(pattern=OPERATION_PATTERN, max_length=128)]] = Field(
+        default_factory=list
+    )
+
+
+class RateWindowSpec(SpecModel):
+    """One window: a rate (fixed, or per tier) and an optional burst."""
+
+    name: Annotated[StrictStr, Field(pattern=NAME_PATTERN, max_length=128)] | None = None
+    rate: RateText | dict[Annotated[StrictStr, Field(pattern=TIER_PATTERN, max_length=64)], RateText]
+    burst: Annotated[StrictInt, Field(ge=1, le=MAX_QUOTA)] | None = None
+
+
+class RateLimitSpec(SpecModel):
+    """One named rate limit."""
+
+    name: Annotated[StrictStr, Field(pattern=NAME_PATTERN, max_length=128)]
+    description: Description = ""
+    match: RateMatchSpec
+    key: Expression
+    windows: list[RateWindowSpec] = Field(min_length=1, max_length=8)
+    cost: Annotated[StrictInt, Field(ge=0, le=MAX_QUOTA)] = 1
+    algorithm: Algorithm = "gcra"
+    shadow: StrictBool = False
+    on_store_error: StoreErrorMode = "fail_closed"
+
+
+class RateLimitsSpec(SpecModel):
+    """The RateLimits kind: a list of named limits."""
+
+    limits: list[RateLimitSpec] = Field(min_length=1, max_length=1000)
+
+
+# --------------------------------------------------------------------------- compiled
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimitPolicy:
+    """A compiled limit.
+
+    Attributes:
+        name: The limit's name; its counters are ``rl:<name>:<key>``.
+        routes: Route globs as written.
+        operations: Operation globs as written.
+        key: The compiled key expression (yields a string).
+        windows: The windows of a limit with fixed rates (empty when rates are per tier).
+        tier_windows: Tier -> its windows, when any rate is per tier.
+        lowest_tier: The tier whose windows apply to an unknown or missing tier.
+        cost: Units one request spends by default.
+        algorithm: ``gcra`` or ``sliding_window``.
+        shadow: Count, never deny.
+        on_store_error: What to do when the store is unreachable (used by store adapters).
+        rule: ``ratelimit:<name>``.
+        source: Where the limit is defined.
+        policy_version: The version of the policy set.
+    """
+
+    name: str
+    routes: tuple[str, ...]
+    operations: tuple[str, ...]
+    key: Program
+    windows: tuple[GcraWindow, ...]
+    tier_windows: Mapping[str, tuple[GcraWindow, ...]]
+    lowest_tier: str | None
+    cost: int
+    algorithm: Algorithm
+    shadow: bool
+    on_store_error: StoreErrorMode
+    rule: str
+    source: str
+    policy_version: str = ""
+
+    def windows_for(self, tier: str | None) -> tuple[GcraWindow, ...]:
+        """The windows for a seller of ``tier``; an unknown tier gets the lowest tier's."""
+        if not self.tier_windows:
+            return self.windows
+        found = self.tier_windows.get(tier) if tier is not None else None
+        if found is None:
+            assert self.lowest_tier is not None  # noqa: S101  set whenever tier_windows is
+            return self.tier_windows[self.lowest_tier]
+        return found
+
+    def key_of(self, context: Mapping[str, object]) -> str:
+        """The counter key of this limit for a context: ``rl:<name>:<key value>``.
+
+        Raises:
+            ConditionError: The key expression failed, or did not give a string.
+        """
+        value = self.key.evaluate(context)
+        if not isinstance(value, str):
+            msg = f"the key of rate limit {self.name!r} is not a string"
+            raise ConditionError(msg)
+        return f"rl:{self.name}:{value}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RateLimitsModel:
+    """Every limit of a policy set; :meth:`limits_for` finds those that apply."""
+
+    limits: tuple[RateLimitPolicy, ...]
+    _routes: tuple[tuple[tuple[re.Pattern[str], ...], tuple[re.Pattern[str], ...]], ...] = ()
+
+    def limits_for(
+        self, *, route: str | None = None, operation: str | None = None
+    ) -> tuple[RateLimitPolicy, ...]:
+        """Every limit matching the route or the operation, in file order (each has its own counter)."""
+        found = []
+        for policy, (routes, operations) in zip(self.limits, self._routes, strict=True):
+            if (route is not None and any(r.fullmatch(route) for r in routes)) or (
+                operation is not None and any(o.fullmatch(operation) for o in operations)
+            ):
+                found.append(policy)
+        return tuple(found)
+
+    def limit(self, name: str) -> RateLimitPolicy | None:
+        """The limit called ``name``, if any."""
+        return next((p for p in self.limits if p.name == name), None)
+
+
+# --------------------------------------------------------------------------- compiling
+
+
+def _tier_order(context: CompileContext) -> list[str] | None:
+    for item in context.parsed:
+        if item.kind == "Tiers" and isinstance(item.spec, TiersSpec):
+            return [t.name for t in item.spec.tiers]
+    return None
+
+
+def compile_ratelimits(context: CompileContext, documents: list[ParsedDocument]) -> RateLimitsModel:
+    """Compile every RateLimits document into one :class:`RateLimitsModel`."""
+    tiers = _tier_order(context)
+    policies: list[RateLimitPolicy] = []
+    seen: dict[str, str] = {}
+    for item in documents:
+        spec = item.spec
+        assert isinstance(spec, RateLimitsSpec)  # noqa: S101  the RateLimits kind validates to RateLimitsSpec
+        for index, limit in enumerate(spec.limits):
+            base: Path_ = ("spec", "limits", index)
+            where = str(item.doc.position_of((*base, "name")))
+            if limit.name in seen:
+                context.out.add(
+                    item.doc.position_of((*base, "name")),
+                    Code.DUPLICATE_NAME,
+                    f"rate limit {limit.name!r} is defined twice",
+                    hint=f"the other is at {seen[limit.name]}; limit names must be unique",
+                )
+                continue
+            seen[limit.name] = where
+            policy = _compile_limit(context, item, base, limit, tiers)
+            if policy is not None:
+                policies.append(policy)
+    return RateLimitsModel(
+        limits=tuple(policies),
+        _routes=tuple(
+            (tuple(glob_regex(r) for r in p.routes), tuple(glob_regex(o) for o in p.operations))
+            for p in policies
+        ),
+    )
+
+
+def _compile_limit(
+    c: CompileContext, item: ParsedDocument, base: Path_, spec: RateLimitSpec, tiers: list[str] | None
+) -> RateLimitPolicy | None:
+    ok = True
+    if not spec.match.routes and not spec.match.operations:
+        c.out.add(
+            item.doc.position_of((*base, "match")),
+            Code.INVALID_VALUE,
+            f"rate limit {spec.name!r} matches nothing",
+            hint="list at least one route or operation under 'match'",
+        )
+        ok = False
+    key = c.expression(item, (*base, "key"), spec.key, expected=STRING)
+    fixed: list[GcraWindow] = []
+    per_tier: dict[str, list[GcraWindow]] = {}
+    any_tiered = any(isinstance(w.rate, dict) for w in spec.windows)
+    if any_tiered and tiers is None:
+        c.out.add(
+            item.doc.position_of((*base, "windows")),
+            Code.MISSING_DOCUMENT,
+            "rates per tier need a Tiers document in the policy set",
+            hint="add the Tiers document, or write a fixed rate such as 60/minute",
+        )
+        return None
+    for w_index, window in enumerate(spec.windows):
+        path: Path_ = (*base, "windows", w_index)
+        name = window.name or (spec.name if len(spec.windows) == 1 else f"{spec.name}-{w_index + 1}")
+        if isinstance(window.rate, str):
+            parsed = _rate(c, item, (*path, "rate"), window.rate)
+            if parsed is None:
+                ok = False
+                continue
+            made = _window(name, parsed, window.burst)
+            if any_tiered:
+                assert tiers is not None  # noqa: S101  checked above
+                for tier in tiers:
+                    per_tier.setdefault(tier, []).append(made)
+            else:
+                fixed.append(made)
+            continue
+        assert tiers is not None  # noqa: S101  checked above
+        inherited: GcraWindow | None = None
+        rate_path = (*path, "rate")
+        for tier in window.rate:
+            if tier not in tiers:
+                hint = did_you_mean(tier, tiers)
+                c.out.add(
+                    item.doc.key_position_of((*rate_path, tier)),
+                    Code.UNKNOWN_TIER,
+                    f"unknown tier {tier!r}",
+                    hint=f"{hint} tiers: {', '.join(tiers)}" if hint else f"tiers: {', '.join(tiers)}",
+                )
+                ok = False
+        if tiers[0] not in window.rate:
+            c.out.add(
+                item.doc.position_of(rate_path),
+                Code.MISSING_LIMIT_VALUE,
+                f"the lowest tier {tiers[0]!r} has no rate, so it would have nothing to inherit",
+                hint=f"give {tiers[0]} a rate; higher tiers left out inherit from the tier below",
+            )
+            ok = False
+        for tier in tiers:
+            text = window.rate.get(tier)
+            if text is not None:
+                parsed = _rate(c, item, (*rate_path, tier), text)
+                if parsed is None:
+                    ok = False
+                    continue
+                below = inherited
+                inherited = _window(name, parsed, window.burst)
+                if below is not None and inherited.quota * below.period < below.quota * inherited.period:
+                    c.out.add(
+                        item.doc.position_of((*rate_path, tier)),
+                        Code.LIMIT_NOT_MONOTONE,
+                        f"rate limit {spec.name!r} allows {tier} a lower rate than the tier below it",
+                        hint="higher tiers usually get at least the rates of lower ones",
+                        severity="warning",
+                    )
+            if inherited is not None:
+                per_tier.setdefault(tier, []).append(inherited)
+    if spec.algorithm == "sliding_window":
+        for w_index, window in enumerate(spec.windows):
+            if window.burst is not None:
+                c.out.add(
+                    item.doc.position_of((*base, "windows", w_index, "burst")),
+                    Code.INVALID_VALUE,
+                    "'burst' applies to the gcra algorithm only",
+                    hint="a sliding window allows its whole rate at once; remove 'burst' or use gcra",
+                )
+                ok = False
+    if not ok or key is None:
+        return None
+    return RateLimitPolicy(
+        name=spec.name,
+        routes=tuple(spec.match.routes),
+        operations=tuple(spec.match.operations),
+        key=key,
+        windows=tuple(fixed),
+        tier_windows={t: tuple(ws) for t, ws in per_tier.items()},
+        lowest_tier=tiers[0] if per_tier and tiers else None,
+        cost=spec.cost,
+        algorithm=spec.algorithm,
+        shadow=spec.shadow,
+        on_store_error=spec.on_store_error,
+        rule=f"ratelimit:{spec.name}",
+        source=str(item.doc.position_of((*base, "name"))),
+        policy_version=c.version,
+    )
+
+
+def _rate(c: CompileContext, item: ParsedDocument, path: Path_, text: str) -> tuple[int, int] | None:
+    try:
+        return parse_rate(text)
+    except RateError as exc:
+        from ._compiling import expression_position  # noqa: PLC0415  shared positioning helper
+
+        position = expression_position(item.doc.position_of(path), item.lines, exc.offset)
+        c.out.add(
+            position,
+            Code.INVALID_VALUE,
+            f"{text!r} is not a rate: {exc.message}",
+            hint="write requests/period, e.g. 60/minute, 10/s, 1000/hour or 5/10s",
+        )
+        return None
+
+
+def _window(name: str, rate: tuple[int, int], burst: int | None) -> GcraWindow:
+    quota, period = rate
+    return GcraWindow(name=name, quota=quota, period=period, burst=burst if burst is not None else quota)

@@ -1,0 +1,303 @@
+"""GCRA as pure functions, the in-memory store, and the reference model they must agree with."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tierpolicy.engine._gcra import NS, GcraWindow, RateLimitDecision, gcra
+from tierpolicy.engine._ratelimit_store import InMemoryRateLimitStore
+
+
+class FakeClock:
+    """A clock that moves only when told to; seconds as a float."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        """The current fake time."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        self.now += seconds
+
+
+@dataclasses.dataclass
+class ReferenceBucket:
+    """The continuous-state leaky bucket of ITU-T I.371, an independent formulation of GCRA."""
+
+    interval: int
+    limit: int
+    level: int = 0
+    last: int | None = None
+
+    def drained(self, now: int) -> int:
+        """The bucket level at ``now`` before this arrival."""
+        if self.last is None:
+            return 0
+        return max(0, self.level - (now - self.last))
+
+
+def reference(buckets: list[ReferenceBucket], now: int, cost: int) -> tuple[bool, list[int]]:
+    """Admit if every bucket has room for ``cost``; fill all only then. Return (allowed, remaining)."""
+    levels = [b.drained(now) for b in buckets]
+    allowed = all(x + cost * b.interval <= b.limit for x, b in zip(levels, buckets, strict=True))
+    if allowed:
+        for x, b in zip(levels, buckets, strict=True):
+            b.level = x + cost * b.interval
+            b.last = now
+    remaining = [(b.limit - b.drained(now)) // b.interval for b in buckets]
+    return allowed, remaining
+
+
+def window(quota: int, period: int, burst: int | None = None, name: str = "w") -> GcraWindow:
+    """A window of ``quota`` per ``period`` seconds."""
+    return GcraWindow(name=name, quota=quota, period=period, burst=quota if burst is None else burst)
+
+
+windows_strategy = st.lists(
+    st.builds(
+        window,
+        quota=st.integers(1, 20),
+        period=st.integers(1, 10),
+        burst=st.integers(1, 30),
+    ),
+    min_size=1,
+    max_size=3,
+)
+hits_strategy = st.lists(
+    st.tuples(st.integers(0, 3 * NS), st.integers(0, 5)),
+    min_size=1,
+    max_size=60,
+)
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def test_fresh_key_admits_exactly_the_burst():
+    """From rest, a window admits ``burst`` requests at one instant and denies the next."""
+    w = window(10, 60, burst=3)
+    tats: tuple[int | None, ...] = (None,)
+    answers = []
+    for _ in range(4):
+        result = gcra(tats, 0, [w])
+        tats = result.tats
+        answers.append(result.allowed)
+    assert answers == [True, True, True, False]
+
+
+def test_capacity_refills_one_unit_per_emission_interval():
+    """After the burst is spent, one more request is allowed every period/quota seconds."""
+    w = window(60, 60)
+    tats: tuple[int | None, ...] = (None,)
+    for _ in range(60):
+        tats = gcra(tats, 0, [w]).tats
+    denied = gcra(tats, 0, [w])
+    assert not denied.allowed
+    assert denied.windows[0].retry_after == pytest.approx(1.0)
+    assert not gcra(tats, NS - 1, [w]).allowed
+    assert gcra(tats, NS, [w]).allowed
+
+
+def test_allowed_reports_remaining_and_reset():
+    """An allowed request reports the units left and when the window is full again."""
+    result = gcra([None], 0, [window(10, 10)], cost=3)
+    [w] = result.windows
+    assert (w.allowed, w.remaining, w.reset_after, w.retry_after) == (True, 7, 3.0, 0.0)
+
+
+def test_denied_by_one_window_consumes_none():
+    """A request denied by the burst window leaves the sustained window untouched."""
+    burst, sustained = window(2, 1, name="burst"), window(100, 60, name="minute")
+    tats: tuple[int | None, ...] = (None, None)
+    for _ in range(2):
+        tats = gcra(tats, 0, [burst, sustained]).tats
+    denied = gcra(tats, 0, [burst, sustained])
+    assert not denied.allowed
+    assert denied.tats == tats
+    assert denied.deciding == 0
+    assert denied.windows[1].allowed
+    assert denied.windows[1].remaining == 98
+
+
+def test_deciding_window_when_allowed_has_fewest_remaining():
+    """When every window allows, the one with the fewest units left decides."""
+    result = gcra([None, None], 0, [window(100, 60), window(5, 1)])
+    assert result.allowed
+    assert result.deciding == 1
+    assert result.windows[1].remaining == 4
+
+
+def test_cost_above_burst_is_never_allowed():
+    """A request costing more than a window's burst can never be admitted."""
+    result = gcra([None], 0, [window(5, 1)], cost=6)
+    assert not result.allowed
+    assert result.windows[0].remaining == 5
+
+
+def test_bad_arguments_raise():
+    """Mismatched states and negative costs are programming errors."""
+    with pytest.raises(ValueError, match="stored states"):
+        gcra([None, None], 0, [window(1, 1)])
+    with pytest.raises(ValueError, match="negative"):
+        gcra([None], 0, [window(1, 1)], cost=-1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(windows=windows_strategy, hits=hits_strategy)
+def test_gcra_agrees_with_the_reference_model(windows, hits):
+    """Any sequence of hits and costs gets the same allow/deny and remaining as the leaky bucket."""
+    buckets = [ReferenceBucket(w.emission_interval, w.tolerance) for w in windows]
+    tats: tuple[int | None, ...] = tuple(None for _ in windows)
+    now = 0
+    for gap, cost in hits:
+        now += gap
+        result = gcra(tats, now, windows, cost)
+        allowed, remaining = reference(buckets, now, cost)
+        assert result.allowed == allowed
+        assert [w.remaining for w in result.windows] == remaining
+        tats = result.tats
+
+
+@settings(max_examples=100, deadline=None)
+@given(windows=windows_strategy, hits=hits_strategy)
+def test_store_agrees_with_the_reference_model(windows, hits):
+    """The in-memory store, on a fake clock, answers exactly as the reference model."""
+    clock = FakeClock(0.0)
+    store = InMemoryRateLimitStore(clock=clock, sweep_interval=1.0)
+    buckets = [ReferenceBucket(w.emission_interval, w.tolerance) for w in windows]
+    for gap, cost in hits:
+        clock.now += gap / NS
+        now = store.now()
+        result = store.hit("k", windows, cost)
+        allowed, _ = reference(buckets, now, cost)
+        assert result.allowed == allowed
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def test_threads_on_one_key_admit_exactly_the_limit():
+    """8 threads hammering one key on a frozen clock admit exactly N requests."""
+    limit = 50
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    windows = [window(limit, 60)]
+    admitted = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        admitted.append(sum(store.hit("seller:1", windows).allowed for _ in range(40)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(admitted) == limit
+
+
+def test_asyncio_tasks_on_one_key_admit_exactly_the_limit():
+    """Concurrent asyncio tasks share the limit exactly, through the async entry point."""
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    windows = [window(10, 60)]
+
+    async def main() -> int:
+        results = await asyncio.gather(*(store.ahit("k", windows) for _ in range(30)))
+        return sum(r.allowed for r in results)
+
+    assert asyncio.run(main()) == 10
+
+
+def test_idle_keys_are_swept_so_memory_stays_bounded():
+    """100,000 one-off keys are all dropped by one sweep once their windows have passed."""
+    clock = FakeClock()
+    store = InMemoryRateLimitStore(clock=clock, sweep_interval=3600)
+    windows = [window(10, 1)]
+    for i in range(100_000):
+        store.hit(f"k{i}", windows)
+    assert len(store) == 100_000
+    clock.advance(1.0)
+    assert store.sweep() == 100_000
+    assert len(store) == 0
+
+
+def test_sweeping_happens_during_hits():
+    """A hit after ``sweep_interval`` sweeps expired keys without being asked."""
+    clock = FakeClock()
+    store = InMemoryRateLimitStore(clock=clock, sweep_interval=10)
+    windows = [window(1, 1)]
+    for i in range(1000):
+        store.hit(f"k{i}", windows)
+    clock.advance(11)
+    store.hit("fresh", windows)
+    assert len(store) == 1
+
+
+def test_busy_keys_survive_a_sweep():
+    """A key whose window is still refilling is kept, and keeps its state."""
+    clock = FakeClock()
+    store = InMemoryRateLimitStore(clock=clock)
+    windows = [window(2, 60)]
+    store.hit("k", windows)
+    store.hit("k", windows)
+    assert store.sweep() == 0
+    assert not store.hit("k", windows).allowed
+
+
+def test_a_denied_or_free_hit_stores_nothing_for_a_fresh_key():
+    """Asking with cost 0, or being denied, never creates an entry."""
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    assert store.hit("free", [window(1, 1)], cost=0).allowed
+    assert not store.hit("huge", [window(1, 1)], cost=2).allowed
+    assert len(store) == 0
+
+
+def test_reset_forgets_a_key():
+    """``reset`` gives a key its full capacity back."""
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    windows = [window(1, 60)]
+    store.hit("k", windows)
+    store.reset("k")
+    assert store.hit("k", windows).allowed
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _decision(*, allowed: bool, remaining: int, reset: float, retry: float) -> RateLimitDecision:
+    minute, burst = window(60, 60, name="seller-api"), window(10, 1, name="seller-api-burst")
+    return RateLimitDecision(
+        allowed=allowed,
+        limited=not allowed,
+        limit="seller-api",
+        window=minute,
+        windows=(minute, burst),
+        remaining=remaining,
+        reset_after=reset,
+        retry_after=retry,
+    )
+
+
+def test_headers_of_an_allowed_request():
+    """RateLimit-Policy lists every window with q and w; RateLimit gives r and t of the decider."""
+    headers = _decision(allowed=True, remaining=59, reset=0.5, retry=0).headers()
+    assert headers == {
+        "RateLimit-Policy": '"seller-api";q=60;w=60, "seller-api-burst";q=10;w=1',
+        "RateLimit": '"seller-api";r=59;t=1',
+    }
+
+
+def test_headers_of_a_denied_request_add_retry_after():
+    """A denied request also gets Retry-After in whole seconds, rounded up."""
+    headers = _decision(allowed=False, remaining=0, reset=60.0, retry=0.2).headers()
+    assert headers["RateLimit"] == '"seller-api";r=0;t=60'
+    assert headers["Retry-After"] == "1"

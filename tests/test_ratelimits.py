@@ -1,0 +1,327 @@
+"""The RateLimits kind: parsing, compiling, per-tier rates, shadow mode and decisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tierpolicy.engine._exceptions import ConditionError
+from tierpolicy.engine._loader import SourceFile, check_files, load
+from tierpolicy.engine._ratelimit_store import InMemoryRateLimitStore, check_rate_limit
+from tierpolicy.engine._ratelimits import RateError, RateLimitsModel, parse_rate
+from tierpolicy.engine._schema import kind_schema
+
+POLICIES = Path(__file__).resolve().parents[1] / "policies"
+TIERS = """\
+apiVersion: tierpolicy/v1
+kind: Tiers
+metadata: {name: t}
+spec:
+  tiers: [{name: bronze}, {name: silver}, {name: gold}]
+---
+"""
+HEADER = "apiVersion: tierpolicy/v1\nkind: RateLimits\nmetadata: {name: rl}\nspec:\n  limits:\n"
+LINE_OF_LIMITS = 12
+"""The line of the first line of ``body`` in the file built by :func:`check`."""
+
+
+class FakeClock:
+    """A clock that never moves unless told to."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        """The current fake time."""
+        return self.now
+
+
+def check(body: str):
+    """Check a Tiers document plus one RateLimits document whose limits are ``body``."""
+    return check_files([SourceFile("rl.yaml", (TIERS + HEADER + body).encode())], root="<memory>")
+
+
+def model_of(body: str) -> RateLimitsModel:
+    """Compile and return the RateLimits model."""
+    result = check(body)
+    assert result.policy_set is not None, [d.format() for d in result.diagnostics]
+    model = result.policy_set.model("RateLimits")
+    assert isinstance(model, RateLimitsModel)
+    return model
+
+
+def codes(body: str) -> list[tuple[str, int, int]]:
+    """(code, line, column) of each diagnostic, lines counted from the first line of ``body``."""
+    return [
+        (d.code.value, d.position.line - LINE_OF_LIMITS + 1, d.position.column)
+        for d in check(body).diagnostics
+    ]
+
+
+SIMPLE = """\
+    - name: api
+      match: {routes: ["/api/*"]}
+      key: seller.id
+      windows:
+        - rate: 3/minute
+"""
+
+
+# --------------------------------------------------------------------------- rates
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("60/minute", (60, 60)),
+        ("10/s", (10, 1)),
+        ("1000/hour", (1000, 3600)),
+        ("5/10s", (5, 10)),
+        ("2/3minutes", (2, 180)),
+        ("1/day", (1, 86400)),
+    ],
+)
+def test_rates_parse(text, expected):
+    """Rates are requests/period with an optional multiple of the unit."""
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "offset", "message"),
+    [
+        ("sixty/minute", 0, "whole number"),
+        ("60", 0, "whole number"),
+        ("60/", 3, "period"),
+        ("60/fortnight", 3, "unknown time unit 'fortnight'"),
+        ("60/10fortnights", 5, "unknown time unit"),
+        ("0/minute", 0, "between 1"),
+        ("5/0s", 2, "between 1 second"),
+        ("5/400days", 2, "366 days"),
+    ],
+)
+def test_bad_rates_say_where_and_why(text, offset, message):
+    """A rate that does not parse names the problem and its offset inside the string."""
+    with pytest.raises(RateError, match=message) as info:
+        parse_rate(text)
+    assert info.value.offset == offset
+
+
+def test_bad_rate_is_reported_inside_the_string():
+    """A bad unit in a quoted rate is reported at the unit's column."""
+    body = SIMPLE.replace("rate: 3/minute", 'rate: "3/minits"')
+    assert codes(body) == [("TP208", 5, 20)]
+
+
+# --------------------------------------------------------------------------- compiling
+
+
+def test_fixed_rate_compiles_to_one_window():
+    """A fixed rate gives the same window for every tier."""
+    [policy] = model_of(SIMPLE).limits
+    [w] = policy.windows_for("gold")
+    assert (w.name, w.quota, w.period, w.burst) == ("api", 3, 60, 3)
+    assert policy.windows_for(None) == policy.windows_for("bronze")
+    assert (policy.rule, policy.cost, policy.algorithm, policy.shadow) == ("ratelimit:api", 1, "gcra", False)
+    assert policy.on_store_error == "fail_closed"
+
+
+def test_per_tier_rates_inherit_from_the_tier_below():
+    """A tier left out of a per-tier rate gets the rate of the tier below it."""
+    body = SIMPLE.replace("rate: 3/minute", "rate: {bronze: 10/minute, gold: 100/minute}\n          burst: 5")
+    [policy] = model_of(body).limits
+    assert [policy.windows_for(t)[0].quota for t in ("bronze", "silver", "gold")] == [10, 10, 100]
+    assert policy.windows_for("gold")[0].burst == 5
+    assert policy.windows_for("diamond") == policy.windows_for("bronze")
+
+
+def test_fixed_and_per_tier_windows_combine():
+    """A fixed burst window sits next to a per-tier sustained window for every tier."""
+    body = SIMPLE.replace(
+        "        - rate: 3/minute\n",
+        "        - {name: minute, rate: {bronze: 60/minute, silver: 120/minute}}\n        - {name: burst, rate: 5/s}\n",
+    )
+    [policy] = model_of(body).limits
+    assert [(w.name, w.quota) for w in policy.windows_for("gold")] == [("minute", 120), ("burst", 5)]
+
+
+def test_unnamed_windows_are_numbered():
+    """Windows without a name are named after the limit and their position."""
+    body = SIMPLE.replace("        - rate: 3/minute\n", "        - rate: 3/minute\n        - rate: 1/s\n")
+    [policy] = model_of(body).limits
+    assert [w.name for w in policy.windows] == ["api-1", "api-2"]
+
+
+def test_unknown_tier_in_a_rate_is_an_error():
+    """A tier name not in the ladder is reported at its key."""
+    body = SIMPLE.replace("rate: 3/minute", "rate: {bronze: 1/s, golld: 2/s}")
+    assert codes(body) == [("TP400", 5, 31)]
+
+
+def test_lowest_tier_must_have_a_rate():
+    """Without a rate for the lowest tier there is nothing to inherit."""
+    body = SIMPLE.replace("rate: 3/minute", "rate: {silver: 1/s}")
+    assert codes(body) == [("TP411", 5, 17)]
+
+
+def test_a_higher_tier_with_a_lower_rate_is_a_warning():
+    """A tier given a slower rate than the tier below it gets TP406, and the set still loads."""
+    body = SIMPLE.replace("rate: 3/minute", "rate: {bronze: 2/s, gold: 60/minute}")
+    assert codes(body) == [("TP406", 5, 37)]
+    assert model_of(body).limits[0].windows_for("gold")[0].quota == 60
+
+
+def test_duplicate_limit_names_are_an_error():
+    """Two limits with one name would share nothing but their name; that is an error."""
+    assert codes(SIMPLE + SIMPLE) == [("TP209", 6, 13)]
+
+
+def test_a_limit_must_match_something():
+    """A limit with no route and no operation is reported."""
+    body = SIMPLE.replace('match: {routes: ["/api/*"]}', "match: {}")
+    assert codes(body) == [("TP208", 2, 14)]
+
+
+def test_key_is_checked_against_the_context_schema():
+    """A misspelt attribute in the key is a load error, positioned inside the expression."""
+    body = SIMPLE.replace("key: seller.id", "key: seller.idd")
+    assert codes(body) == [("TP302", 3, 19)]
+
+
+def test_unknown_keys_and_algorithms_are_rejected():
+    """Spec models reject unknown keys and values outside the declared choices."""
+    assert [
+        c for c, _, _ in codes(SIMPLE.replace("key: seller.id", "key: seller.id\n      colour: red"))
+    ] == ["TP205"]
+    assert codes(SIMPLE + "      algorithm: token_bucket\n")[0][0] in {"TP207", "TP208"}
+
+
+def test_limits_for_matches_routes_and_operations():
+    """``limits_for`` returns every matching limit, each with its own counter."""
+    body = (
+        SIMPLE
+        + """\
+    - name: ops
+      match: {operations: ["search.*"]}
+      key: seller.id
+      windows: [{rate: 1/s}]
+    - name: both
+      match: {routes: ["/api/listings"], operations: ["search.query"]}
+      key: seller.id
+      windows: [{rate: 1/s}]
+"""
+    )
+    model = model_of(body)
+    assert [p.name for p in model.limits_for(route="/api/listings")] == ["api", "both"]
+    assert [p.name for p in model.limits_for(operation="search.query")] == ["ops", "both"]
+    assert model.limits_for(route="/other") == ()
+    assert model.limit("ops") is not None
+    assert model.limit("nope") is None
+
+
+def test_schema_describes_the_kind():
+    """The published JSON Schema of RateLimits rejects unknown keys."""
+    schema = kind_schema("RateLimits")
+    assert schema["$defs"]["RateLimitSpec"]["additionalProperties"] is False
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def test_check_rate_limit_denies_past_the_limit_and_reports():
+    """The fourth request in a minute is denied, with the limit, version and retry-after."""
+    [policy] = model_of(SIMPLE).limits
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    context = {"seller": {"id": "s-1", "tier": "gold"}}
+    decisions = [check_rate_limit(policy, store, context) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    denied = decisions[-1]
+    assert (denied.limit, denied.rule, denied.remaining, denied.retry_after) == (
+        "api",
+        "ratelimit:api",
+        0,
+        20.0,
+    )
+    assert denied.policy_version == policy.policy_version != ""
+    assert denied.headers()["Retry-After"] == "20"
+    other = check_rate_limit(policy, store, {"seller": {"id": "s-2"}})
+    assert other.allowed
+
+
+def test_per_tier_rates_apply_to_the_sellers_tier():
+    """A gold seller gets the gold rate, a bronze seller the bronze rate."""
+    body = SIMPLE.replace("rate: 3/minute", "rate: {bronze: 1/minute, gold: 3/minute}")
+    [policy] = model_of(body).limits
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    gold = [check_rate_limit(policy, store, {"seller": {"id": "g"}}, tier="gold").allowed for _ in range(4)]
+    bronze = [
+        check_rate_limit(policy, store, {"seller": {"id": "b"}}, tier="bronze").allowed for _ in range(2)
+    ]
+    assert gold == [True, True, True, False]
+    assert bronze == [True, False]
+
+
+def test_shadow_mode_never_denies_but_reports():
+    """A shadow limit allows every request and says which ones it would have denied."""
+    [policy] = model_of(SIMPLE + "      shadow: true\n").limits
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    decisions = [check_rate_limit(policy, store, {"seller": {"id": "s"}}) for _ in range(5)]
+    assert all(d.allowed for d in decisions)
+    assert [d.limited for d in decisions] == [False, False, False, True, True]
+    assert all(d.shadow for d in decisions)
+    assert "Retry-After" not in decisions[-1].headers()
+
+
+def test_cost_is_spent_per_request():
+    """A limit's cost is spent by each request; a caller may override it."""
+    [policy] = model_of(SIMPLE + "      cost: 2\n").limits
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    context = {"seller": {"id": "s"}}
+    assert check_rate_limit(policy, store, context).remaining == 1
+    assert not check_rate_limit(policy, store, context).allowed
+    assert check_rate_limit(policy, store, context, cost=1).allowed
+
+
+def test_a_key_that_fails_raises_condition_error():
+    """A key whose attribute is missing from the context fails with ConditionError."""
+    [policy] = model_of(SIMPLE).limits
+    with pytest.raises(ConditionError):
+        policy.key_of({"seller": {}})
+    assert policy.key_of({"seller": {"id": "s-9"}}) == "rl:api:s-9"
+
+
+# --------------------------------------------------------------------------- shipped set
+
+
+def test_shipped_seller_api_limits():
+    """policies/ limits the seller API per seller by tier, with a burst window, and per address."""
+    model = load(POLICIES).model("RateLimits")
+    assert isinstance(model, RateLimitsModel)
+    names = [p.name for p in model.limits_for(route="/api/marketplace/seller/listings")]
+    assert names == ["seller-api", "seller-api-by-address"]
+    seller_api = model.limit("seller-api")
+    assert seller_api is not None
+    sustained = {t: seller_api.windows_for(t)[0].quota for t in ("bronze", "silver", "gold", "platinum")}
+    assert sustained == {"bronze": 60, "silver": 300, "gold": 600, "platinum": 1200}
+    assert [w.period for w in seller_api.windows_for("gold")] == [60, 1]
+    assert seller_api.on_store_error == "local"
+
+
+def test_sliding_window_limits_decide_through_the_store():
+    """A limit with ``algorithm: sliding_window`` counts with the sliding-window counter."""
+    [policy] = model_of(SIMPLE + "      algorithm: sliding_window\n").limits
+    assert policy.algorithm == "sliding_window"
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    decisions = [check_rate_limit(policy, store, {"seller": {"id": "s"}}) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert decisions[-1].retry_after > 0
+    assert "Retry-After" in decisions[-1].headers()
+
+
+def test_burst_is_for_gcra_only():
+    """A sliding-window limit rejects ``burst``, which only GCRA has."""
+    body = (
+        SIMPLE.replace("rate: 3/minute", "rate: 3/minute\n          burst: 5")
+        + "      algorithm: sliding_window\n"
+    )
+    assert codes(body) == [("TP208", 6, 18)]
