@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from ._retryplan import RetryPlan
 
 MAX_QUERIES = 1_000
-QUERY_KINDS = ("feature", "limit", "tier", "entitlements", "classify", "retry")
 MAX_ATTEMPT = 1_000_000
 """The largest failed-attempt number a retry query may give."""
 MAX_SECONDS = MAX_RETRY_AFTER
