@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -46,3 +47,46 @@ def seller(tier: str = "silver", sid: str = "s-1", **attrs: object) -> dict[str,
     """Build a context for one seller."""
     metrics = attrs.pop("metrics", {"orders": 0, "rating": 0.0, "claim_rate": 0.0})
     return {"seller": {"id": sid, "tier": tier, **attrs}, "metrics": metrics}
+
+
+class FakeClock:
+    """A clock that moves only when told to; seconds as a float."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        """The current fake time."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        self.now += seconds
+
+
+@dataclasses.dataclass
+class ReferenceBucket:
+    """The continuous-state leaky bucket of ITU-T I.371, an independent formulation of GCRA."""
+
+    interval: int
+    limit: int
+    level: int = 0
+    last: int | None = None
+
+    def drained(self, now: int) -> int:
+        """The bucket level at ``now`` before this arrival."""
+        if self.last is None:
+            return 0
+        return max(0, self.level - (now - self.last))
+
+
+def reference(buckets: list[ReferenceBucket], now: int, cost: int) -> tuple[bool, list[int]]:
+    """Admit if every bucket has room for ``cost``; fill all only then. Return (allowed, remaining)."""
+    levels = [b.drained(now) for b in buckets]
+    allowed = all(x + cost * b.interval <= b.limit for x, b in zip(levels, buckets, strict=True))
+    if allowed:
+        for x, b in zip(levels, buckets, strict=True):
+            b.level = x + cost * b.interval
+            b.last = now
+    remaining = [(b.limit - b.drained(now)) // b.interval for b in buckets]
+    return allowed, remaining

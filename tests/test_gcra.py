@@ -3,58 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tierpolicy.engine._gcra import NS, GcraWindow, RateLimitDecision, gcra
+from support import FakeClock, ReferenceBucket, reference
+from tierpolicy.engine._gcra import US, GcraWindow, RateLimitDecision, gcra
 from tierpolicy.engine._ratelimit_store import InMemoryRateLimitStore
-
-
-class FakeClock:
-    """A clock that moves only when told to; seconds as a float."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        """The current fake time."""
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock forward."""
-        self.now += seconds
-
-
-@dataclasses.dataclass
-class ReferenceBucket:
-    """The continuous-state leaky bucket of ITU-T I.371, an independent formulation of GCRA."""
-
-    interval: int
-    limit: int
-    level: int = 0
-    last: int | None = None
-
-    def drained(self, now: int) -> int:
-        """The bucket level at ``now`` before this arrival."""
-        if self.last is None:
-            return 0
-        return max(0, self.level - (now - self.last))
-
-
-def reference(buckets: list[ReferenceBucket], now: int, cost: int) -> tuple[bool, list[int]]:
-    """Admit if every bucket has room for ``cost``; fill all only then. Return (allowed, remaining)."""
-    levels = [b.drained(now) for b in buckets]
-    allowed = all(x + cost * b.interval <= b.limit for x, b in zip(levels, buckets, strict=True))
-    if allowed:
-        for x, b in zip(levels, buckets, strict=True):
-            b.level = x + cost * b.interval
-            b.last = now
-    remaining = [(b.limit - b.drained(now)) // b.interval for b in buckets]
-    return allowed, remaining
 
 
 def window(quota: int, period: int, burst: int | None = None, name: str = "w") -> GcraWindow:
@@ -73,7 +30,7 @@ windows_strategy = st.lists(
     max_size=3,
 )
 hits_strategy = st.lists(
-    st.tuples(st.integers(0, 3 * NS), st.integers(0, 5)),
+    st.tuples(st.integers(0, 3 * US), st.integers(0, 5)),
     min_size=1,
     max_size=60,
 )
@@ -103,8 +60,8 @@ def test_capacity_refills_one_unit_per_emission_interval():
     denied = gcra(tats, 0, [w])
     assert not denied.allowed
     assert denied.windows[0].retry_after == pytest.approx(1.0)
-    assert not gcra(tats, NS - 1, [w]).allowed
-    assert gcra(tats, NS, [w]).allowed
+    assert not gcra(tats, US - 1, [w]).allowed
+    assert gcra(tats, US, [w]).allowed
 
 
 def test_allowed_reports_remaining_and_reset():
@@ -175,7 +132,7 @@ def test_store_agrees_with_the_reference_model(windows, hits):
     store = InMemoryRateLimitStore(clock=clock, sweep_interval=1.0)
     buckets = [ReferenceBucket(w.emission_interval, w.tolerance) for w in windows]
     for gap, cost in hits:
-        clock.now += gap / NS
+        clock.now += gap / US
         now = store.now()
         result = store.hit("k", windows, cost)
         allowed, _ = reference(buckets, now, cost)

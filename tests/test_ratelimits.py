@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from support import FakeClock
 from tierpolicy.engine._exceptions import ConditionError
 from tierpolicy.engine._loader import SourceFile, check_files, load
 from tierpolicy.engine._ratelimit_store import InMemoryRateLimitStore, check_rate_limit
@@ -24,17 +25,6 @@ spec:
 HEADER = "apiVersion: tierpolicy/v1\nkind: RateLimits\nmetadata: {name: rl}\nspec:\n  limits:\n"
 LINE_OF_LIMITS = 12
 """The line of the first line of ``body`` in the file built by :func:`check`."""
-
-
-class FakeClock:
-    """A clock that never moves unless told to."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        """The current fake time."""
-        return self.now
 
 
 def check(body: str):
@@ -98,6 +88,7 @@ def test_rates_parse(text, expected):
         ("0/minute", 0, "between 1"),
         ("5/0s", 2, "between 1 second"),
         ("5/400days", 2, "366 days"),
+        ("1000001/s", 0, "1,000,000 requests per second"),
     ],
 )
 def test_bad_rates_say_where_and_why(text, offset, message):
@@ -114,6 +105,37 @@ def test_bad_rate_is_reported_inside_the_string():
 
 
 # --------------------------------------------------------------------------- compiling
+
+
+def test_a_burst_spanning_years_is_rejected_at_its_position():
+    """A burst so large that the window would span more than about 8.9 years is a TP208 at the burst."""
+    body = SIMPLE.replace("rate: 3/minute", "rate: 1/day\n          burst: 4000")
+    assert codes(body) == [("TP208", 6, 18)]
+    assert codes(SIMPLE.replace("rate: 3/minute", "rate: 1/day\n          burst: 3000")) == []
+
+
+def test_partition_defaults_to_the_key_and_may_be_declared():
+    """Counters carry their partition as a hash tag: the key value, or the declared partition."""
+    [plain] = model_of(SIMPLE).limits
+    assert plain.counter({"seller": {"id": "s-1"}}) == ("rl:{s-1}:api:s-1", "s-1")
+    body = SIMPLE.replace("key: seller.id", 'key: seller.id + ":orders"\n      partition: seller.id')
+    [declared] = model_of(body).limits
+    assert declared.counter({"seller": {"id": "s-1"}}) == ("rl:{s-1}:api:s-1:orders", "s-1")
+
+
+def test_a_partition_must_be_a_string_expression():
+    """A partition that is not a string is a type error at load, like a bad key."""
+    body = SIMPLE.replace("key: seller.id", "key: seller.id\n      partition: 1 + 1")
+    assert [c for c, _, _ in codes(body)] == ["TP301"]
+
+
+def test_a_partition_that_fails_at_run_time_raises_condition_error():
+    """A partition whose attribute is missing raises ConditionError, like a key."""
+    body = SIMPLE.replace("key: seller.id", "key: seller.id\n      partition: seller.tier")
+    [policy] = model_of(body).limits
+    assert policy.counter({"seller": {"id": "s-1", "tier": "gold"}})[1] == "gold"
+    with pytest.raises(ConditionError):
+        policy.counter({"seller": {"id": "s-1"}})
 
 
 def test_fixed_rate_compiles_to_one_window():
@@ -287,7 +309,7 @@ def test_a_key_that_fails_raises_condition_error():
     [policy] = model_of(SIMPLE).limits
     with pytest.raises(ConditionError):
         policy.key_of({"seller": {}})
-    assert policy.key_of({"seller": {"id": "s-9"}}) == "rl:api:s-9"
+    assert policy.key_of({"seller": {"id": "s-9"}}) == "rl:{s-9}:api:s-9"
 
 
 # --------------------------------------------------------------------------- shipped set

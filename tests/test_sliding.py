@@ -9,20 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tierpolicy.engine._gcra import NS, GcraWindow
+from support import FakeClock
+from tierpolicy.engine._gcra import US, GcraWindow
 from tierpolicy.engine._ratelimit_store import InMemoryRateLimitStore
 from tierpolicy.engine._sliding import sliding_window
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        """The current fake time."""
-        return self.now
 
 
 def window(quota: int, period: int, name: str = "w") -> GcraWindow:
@@ -35,7 +25,7 @@ def run(windows, hits):
     states = [None] * len(windows)
     answers = []
     for at, cost in hits:
-        result = sliding_window(states, int(at * NS), windows, cost)
+        result = sliding_window(states, int(at * US), windows, cost)
         if result.allowed:
             states = list(result.states)
         answers.append(result.allowed)
@@ -62,8 +52,8 @@ def test_retry_after_says_when_the_request_fits():
     denied = sliding_window(states, 0, [w])
     assert not denied.allowed
     assert denied.windows[0].retry_after == pytest.approx(11.0)
-    assert not sliding_window(states, int(10.9 * NS), [w]).allowed
-    assert sliding_window(states, 11 * NS, [w]).allowed
+    assert not sliding_window(states, int(10.9 * US), [w]).allowed
+    assert sliding_window(states, 11 * US, [w]).allowed
 
 
 def test_denied_by_one_window_counts_in_none():
@@ -99,13 +89,13 @@ def reference(windows, hits):
     for at, cost in hits:
         estimates = []
         for w, c in zip(windows, counts, strict=True):
-            period = w.period * NS
+            period = w.period * US
             index, elapsed = divmod(at, period)
             estimates.append(c[index - 1] * Fraction(period - elapsed, period) + c[index])
         allowed = all(e + cost <= w.quota for e, w in zip(estimates, windows, strict=True))
         if allowed:
             for w, c in zip(windows, counts, strict=True):
-                c[at // (w.period * NS)] += cost
+                c[at // (w.period * US)] += cost
         answers.append(allowed)
     return answers
 
@@ -115,7 +105,7 @@ def reference(windows, hits):
     windows=st.lists(
         st.builds(window, quota=st.integers(1, 10), period=st.integers(1, 5)), min_size=1, max_size=3
     ),
-    gaps=st.lists(st.tuples(st.integers(0, 3 * NS), st.integers(0, 4)), min_size=1, max_size=50),
+    gaps=st.lists(st.tuples(st.integers(0, 3 * US), st.integers(0, 4)), min_size=1, max_size=50),
 )
 def test_sliding_window_agrees_with_the_reference_model(windows, gaps):
     """Any sequence of hits gets the same allow/deny as per-period counting with exact fractions."""
@@ -136,7 +126,7 @@ def test_sliding_window_agrees_with_the_reference_model(windows, gaps):
 
 def test_store_keeps_and_sweeps_sliding_state():
     """The store counts sliding windows per key and drops them once both periods have passed."""
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     store = InMemoryRateLimitStore(clock=clock, sweep_interval=3600)
     windows = [window(2, 10)]
     assert [store.hit_sliding("k", windows).allowed for _ in range(3)] == [True, True, False]

@@ -44,6 +44,8 @@ from .engine._exceptions import (
     PolicyError,
     PolicyLoadError,
     ResilienceError,
+    StoreError,
+    StoreUnavailableError,
     TierpolicyError,
     UnknownFeatureError,
     UnknownLimitError,
@@ -66,7 +68,8 @@ from .engine._gcra import RateLimitDecision
 from .engine._loader import CheckResult, check, load_files
 from .engine._overrides import Override
 from .engine._policyset import PolicyDocument, PolicySet
-from .engine._ratelimit_store import InMemoryRateLimitStore, check_rate_limit
+from .engine._ratelimit_store import Hit, InMemoryRateLimitStore, RateLimitStore, check_rate_limit
+from .engine._ratelimiter import RateLimiter, RateLimitResult
 from .engine._ratelimits import RateLimitPolicy, RateLimitsModel
 from .engine._retry import RetryReason
 from .engine._retryplan import RetryPlan
@@ -101,6 +104,7 @@ __all__ = [
     "FallbackUsed",
     "FeatureDecision",
     "GaveUp",
+    "Hit",
     "InMemoryBreakerStore",
     "InMemoryRateLimitStore",
     "InMemoryResultCache",
@@ -118,12 +122,17 @@ __all__ = [
     "Position",
     "RateLimitDecision",
     "RateLimitPolicy",
+    "RateLimitResult",
+    "RateLimitStore",
+    "RateLimiter",
     "RateLimitsModel",
     "Reason",
     "ResilienceError",
     "RetryPlan",
     "RetryReason",
     "RetryScheduled",
+    "StoreError",
+    "StoreUnavailableError",
     "TierDecision",
     "TierpolicyError",
     "TraceStep",

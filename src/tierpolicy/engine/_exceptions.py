@@ -31,7 +31,12 @@ through. Driver errors (Redis, SQL, HTTP) are translated at the adapter boundary
     │   ├── CircuitOpenError            the operation's breaker is open
     │   ├── BulkheadFullError           no concurrency slot freed in time
     │   └── FallbackCycleError          an operation fallback would loop
-    └── AttemptTimeoutError             (also TimeoutError) an attempt ran past its timeout
+    ├── AttemptTimeoutError             (also TimeoutError) an attempt ran past its timeout
+    └── StoreError                      a shared store (Redis) failed; the driver's
+        │                               error stays on ``__cause__``
+        └── StoreUnavailableError       (also ConnectionError) unreachable, timed out
+                                        or refusing writes; rate limits apply their
+                                        declared ``on_store_error`` mode
 """
 
 from __future__ import annotations
@@ -282,3 +287,21 @@ class AttemptTimeoutError(TierpolicyError, TimeoutError):
         self.operation = operation
         self.timeout = timeout
         super().__init__(f"an attempt of {operation} exceeded its {timeout:g}s timeout")
+
+
+class StoreError(TierpolicyError):
+    """A shared store (Redis) answered with an error, or an answer the library cannot read.
+
+    Adapters raise it ``from`` the driver's exception, which stays on ``__cause__``.
+
+    Attributes:
+        store: The store's address with any password removed (``redis://host:6379/0``).
+    """
+
+    def __init__(self, message: str, *, store: str = "") -> None:
+        self.store = store
+        super().__init__(f"{message} ({store})" if store else message)
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The store cannot be reached right now: refused, reset, timed out, loading or read-only."""

@@ -5,9 +5,10 @@ A window allows ``capacity`` units at once and refills one unit every
 (TAT): the time at which the window would be fully refilled. A key whose TAT is in the
 past is indistinguishable from a key never seen, which is what lets stores drop it.
 
-All times are integer nanoseconds so that the arithmetic is exact: the same hits give
-the same answers in every process and in every store (the in-memory store here, a Redis
-script later). Several windows are checked together: every window is checked first and
+All times are integer microseconds so that the arithmetic is exact: the same hits give
+the same answers in every process and in every store (the in-memory store, and the
+Redis store's server-side script, whose Lua numbers are doubles: microseconds since the
+epoch stay below 2**53, where nanoseconds would not). Several windows are checked together: every window is checked first and
 all are updated only if all allow, so a request denied by one window consumes none.
 """
 
@@ -15,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-NS = 1_000_000_000
-"""Nanoseconds per second."""
+US = 1_000_000
+"""Microseconds per second: the resolution of every rate-limit clock (Redis ``TIME`` gives microseconds)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,27 +34,28 @@ class GcraWindow:
         quota: Units per period (the ``q`` of the header).
         period: The period in whole seconds (the ``w`` of the header).
         burst: Units that may be spent at once from rest (defaults to ``quota``).
+        emission_interval: Microseconds to refill one unit (at least 1); derived.
+        tolerance: How far ahead of now the TAT may run, ``burst`` emission intervals; derived.
     """
 
     name: str
     quota: int
     period: int
     burst: int
+    # Derived once here because every hit reads them.
+    emission_interval: int = dataclasses.field(init=False, repr=False, compare=False)
+    tolerance: int = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def emission_interval(self) -> int:
-        """Nanoseconds to refill one unit."""
-        return max(1, round(self.period * NS / self.quota))
-
-    @property
-    def tolerance(self) -> int:
-        """How far ahead of now the TAT may run: ``burst`` emission intervals."""
-        return self.emission_interval * self.burst
+    def __post_init__(self) -> None:
+        interval = max(1, round(self.period * US / self.quota))
+        object.__setattr__(self, "emission_interval", interval)
+        object.__setattr__(self, "tolerance", interval * self.burst)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class WindowResult:
+class WindowResult(NamedTuple):
     """The answer of one window to one request; durations in seconds.
+
+    (Named tuples, like the other per-request values here: they are built on every hit.)
 
     Attributes:
         allowed: Whether this window alone would allow the request.
@@ -68,8 +70,7 @@ class WindowResult:
     retry_after: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class GcraResult:
+class GcraResult(NamedTuple):
     """The answer of every window of a limit to one request.
 
     Attributes:
@@ -89,18 +90,16 @@ class GcraResult:
 def gcra_window(tat: int | None, now: int, window: GcraWindow, cost: int) -> tuple[WindowResult, int]:
     """Check one window; return its result and the TAT to store if the request goes ahead."""
     interval = window.emission_interval
-    tolerance = window.tolerance
     base = now if tat is None or tat < now else tat
     new_tat = base + interval * cost
-    allow_at = new_tat - tolerance
+    allow_at = new_tat - window.tolerance
     if now >= allow_at:
-        remaining = (now - allow_at) // interval
-        return WindowResult(
-            allowed=True, remaining=remaining, reset_after=(new_tat - now) / NS, retry_after=0.0
-        ), new_tat
-    remaining = max(0, (tolerance - (base - now)) // interval)
+        return WindowResult(True, (now - allow_at) // interval, (new_tat - now) / US, 0.0), new_tat  # noqa: FBT003  positional for speed
     return WindowResult(
-        allowed=False, remaining=remaining, reset_after=(base - now) / NS, retry_after=(allow_at - now) / NS
+        False,  # noqa: FBT003  positional for speed
+        max(0, (window.tolerance - (base - now)) // interval),
+        (base - now) / US,
+        (allow_at - now) / US,
     ), base
 
 
@@ -108,7 +107,7 @@ def gcra(tats: Sequence[int | None], now: int, windows: Sequence[GcraWindow], co
     """Check every window, then update all only if all allow.
 
     ``tats`` holds the stored TAT of each window (``None`` for a fresh key); ``now`` and
-    the TATs are integer nanoseconds. A cost of 0 asks without consuming.
+    the TATs are integer microseconds. A cost of 0 asks without consuming.
     """
     if len(tats) != len(windows):
         msg = f"{len(tats)} stored states for {len(windows)} windows"
@@ -116,28 +115,54 @@ def gcra(tats: Sequence[int | None], now: int, windows: Sequence[GcraWindow], co
     if cost < 0:
         msg = "the cost of a request cannot be negative"
         raise ValueError(msg)
-    checked = [gcra_window(tat, now, window, cost) for tat, window in zip(tats, windows, strict=True)]
-    results = tuple(r for r, _ in checked)
-    allowed = all(r.allowed for r in results)
+    # gcra_window inlined: this loop runs on every hit.
+    results: list[WindowResult] = []
+    new: list[int] = []
+    allowed = True
+    deciding = 0
+    for i, window in enumerate(windows):
+        tat = tats[i]
+        interval = window.emission_interval
+        base = now if tat is None or tat < now else tat
+        new_tat = base + interval * cost
+        allow_at = new_tat - window.tolerance
+        if now >= allow_at:
+            remaining = (now - allow_at) // interval
+            results.append(WindowResult(True, remaining, (new_tat - now) / US, 0.0))  # noqa: FBT003  positional for speed
+            new.append(new_tat)
+            if remaining < results[deciding].remaining:
+                deciding = i
+        else:
+            allowed = False
+            results.append(
+                WindowResult(
+                    False,  # noqa: FBT003  positional for speed
+                    max(0, (window.tolerance - (base - now)) // interval),
+                    (base - now) / US,
+                    (allow_at - now) / US,
+                )
+            )
+            new.append(base)
     if allowed:
-        new = tuple(t for _, t in checked)
-        deciding = min(range(len(results)), key=lambda i: (results[i].remaining, i))
-    else:
-        new = tuple(now if t is None else t for t in tats)
-        denied = [i for i, r in enumerate(results) if not r.allowed]
-        deciding = max(denied, key=lambda i: (results[i].retry_after, -i))
-        # Nothing was consumed: report each window as it stands before this request.
-        results = tuple(
+        return GcraResult(True, tuple(results), deciding, tuple(new))  # noqa: FBT003  positional for speed
+    denied = [i for i, r in enumerate(results) if not r.allowed]
+    deciding = max(denied, key=lambda i: (results[i].retry_after, -i))
+    # Nothing was consumed: report each window as it stands before this request.
+    return GcraResult(
+        False,  # noqa: FBT003  positional for speed
+        tuple(
             _at_rest(tat, now, w) if r.allowed else r
             for tat, w, r in zip(tats, windows, results, strict=True)
-        )
-    return GcraResult(allowed, results, deciding, new)
+        ),
+        deciding,
+        tuple(now if t is None else t for t in tats),
+    )
 
 
 def _at_rest(tat: int | None, now: int, window: GcraWindow) -> WindowResult:
     base = now if tat is None or tat < now else tat
     remaining = max(0, (window.tolerance - (base - now)) // window.emission_interval)
-    return WindowResult(allowed=True, remaining=remaining, reset_after=(base - now) / NS, retry_after=0.0)
+    return WindowResult(allowed=True, remaining=remaining, reset_after=(base - now) / US, retry_after=0.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -157,6 +182,9 @@ class RateLimitDecision:
         policy_version: The version of the policy set.
         rule: ``ratelimit:<name>``.
         source: Where the limit is defined (``FILE:LINE:COL``).
+        fallback: The limit's ``on_store_error`` mode (``fail_open``, ``fail_closed`` or
+            ``local``) when the store could not answer and the mode decided instead;
+            ``None`` when the store answered.
     """
 
     allowed: bool
@@ -171,6 +199,7 @@ class RateLimitDecision:
     policy_version: str = ""
     rule: str = ""
     source: str = ""
+    fallback: str | None = None
 
     def headers(self) -> dict[str, str]:
         """The IETF httpapi RateLimit header fields (draft-ietf-httpapi-ratelimit-headers-10).
@@ -187,3 +216,13 @@ class RateLimitDecision:
         if not self.allowed:
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
         return headers
+
+
+def gcra_refund(
+    tats: Sequence[int | None], now: int, windows: Sequence[GcraWindow], cost: int
+) -> tuple[int, ...]:
+    """Give ``cost`` back to every window (undo a hit); a TAT never moves before ``now``."""
+    return tuple(
+        now if tat is None or tat <= now else max(now, tat - w.emission_interval * cost)
+        for tat, w in zip(tats, windows, strict=True)
+    )

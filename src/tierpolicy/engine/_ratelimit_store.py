@@ -1,82 +1,279 @@
-"""The in-memory rate-limit store, and checking a request against a limit.
+"""Rate-limit stores: the store interface, the pure step every store runs, the in-memory store.
 
-The store keeps one entry per counter key (``rl:<limit>:<key>``): the TAT of each of the
-limit's windows, in integer nanoseconds. Each hit runs the pure :func:`~._gcra.gcra`
-step under one lock, with no awaits and no I/O inside it, so the store is safe from
-threads and from asyncio tasks alike; the Redis store will run the same step in a
-server-side script.
+A request is checked against one or more limits at once, each a :class:`Hit` (its
+counter key, windows, cost, algorithm, shadow flag). A store answers a batch of hits
+atomically: every window of every hit is checked first, and the counters are written
+only if no hit that is not in shadow mode denies. :func:`apply_hits` is that step, pure
+over the stored states and the store's clock; the in-memory store here runs it under one
+lock, and the Redis store runs a Lua transcription of it on the server, then runs it
+again on the states the script read to build the same results (``tests/adapters``
+checks both stores against each other from one table).
 
-Memory is bounded by time, not by a cap: an entry whose every TAT is in the past is at
-rest, and a key at rest answers exactly like a fresh key, so it is dropped. Expired
-entries are swept every ``sweep_interval`` seconds of the store's clock (during a hit),
-or on demand with :meth:`InMemoryRateLimitStore.sweep`.
+Stored state per counter key is a tuple of integers: the TAT of each window (GCRA), or
+``(start, previous, current)`` for each window (sliding window), tagged with the
+algorithm. State of another algorithm or another number of windows (the policy changed)
+counts as a fresh key.
+
+The in-memory store bounds its memory by time, not by a cap: an entry whose windows are
+all at rest answers exactly like a fresh key, so it is dropped. Expired entries are swept
+every ``sweep_interval`` seconds of the store's clock (during a hit), or on demand with
+:meth:`InMemoryRateLimitStore.sweep`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
-from ._gcra import NS, GcraResult, GcraWindow, RateLimitDecision, gcra
-from ._sliding import SlidingResult, SlidingState, sliding_window
+from ._gcra import US, GcraResult, GcraWindow, RateLimitDecision, gcra, gcra_refund
+from ._sliding import SlidingResult, SlidingState, sliding_refund, sliding_window
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from ._ratelimits import RateLimitPolicy
 
+Algorithm = Literal["gcra", "sliding_window"]
+StoreResult = GcraResult | SlidingResult
+State = tuple[int, ...]
+"""A counter's stored integers: TATs (GCRA) or flattened ``(start, previous, current)`` triples."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Hit:
+    """One limit's share of one request.
+
+    Attributes:
+        key: The counter key (``rl:{<partition>}:<limit>:<key>``).
+        windows: The windows to check, in the limit's order.
+        cost: Units to spend (0 asks without spending).
+        algorithm: ``gcra`` or ``sliding_window``.
+        shadow: A shadow hit is counted but its denial blocks nothing.
+    """
+
+    key: str
+    windows: tuple[GcraWindow, ...]
+    cost: int = 1
+    algorithm: Algorithm = "gcra"
+    shadow: bool = False
+
+    @property
+    def size(self) -> int:
+        """How many integers this hit's stored state holds."""
+        return len(self.windows) if self.algorithm == "gcra" else 3 * len(self.windows)
+
+
+class Write(NamedTuple):
+    """A counter to store: its state and when it is at rest (integer microseconds)."""
+
+    key: str
+    algorithm: Algorithm
+    state: State
+    expires_at: int
+
+
+class Step(NamedTuple):
+    """What a batch of hits comes to.
+
+    Attributes:
+        allowed: Whether no hit outside shadow mode denied (the counters are written).
+        results: One result per hit; when the batch is denied, hits that would have
+            allowed report their window as it stands (nothing was spent).
+        writes: The counters to store (empty when denied).
+    """
+
+    allowed: bool
+    results: tuple[StoreResult, ...]
+    writes: tuple[Write, ...]
+
+
+def _unflatten(state: State) -> list[SlidingState | None]:
+    return [(state[i], state[i + 1], state[i + 2]) for i in range(0, len(state), 3)]
+
+
+def _one(hit: Hit, state: State | None, now: int, cost: int) -> tuple[StoreResult, Write]:
+    if hit.algorithm == "gcra":
+        tats: Sequence[int | None] = state if state is not None else (None,) * len(hit.windows)
+        g = gcra(tats, now, hit.windows, cost)
+        return g, Write(hit.key, "gcra", g.tats, max(g.tats))
+    states = _unflatten(state) if state is not None else [None] * len(hit.windows)
+    s = sliding_window(states, now, hit.windows, cost)
+    return s, Write(hit.key, "sliding_window", tuple(v for t in s.states for v in t), s.expires_at)
+
+
+def apply_hits(hits: Sequence[Hit], states: Sequence[State | None], now: int) -> Step:
+    """Check every window of every hit, and write all only if no blocking hit denies.
+
+    ``states`` holds each hit's stored state (``None`` for a fresh key, or state of
+    another shape, which the caller passes as ``None``); ``now`` is integer microseconds.
+    """
+    answers = [_one(h, s, now, h.cost) for h, s in zip(hits, states, strict=True)]
+    allowed = all(r.allowed or h.shadow for h, (r, _) in zip(hits, answers, strict=True))
+    if allowed:
+        writes = tuple(w for h, (r, w) in zip(hits, answers, strict=True) if r.allowed and h.cost > 0)
+        return Step(allowed=True, results=tuple(r for r, _ in answers), writes=writes)
+    # Denied: nothing is spent anywhere, so hits that allowed report their windows as they stand.
+    results = tuple(
+        _one(h, s, now, 0)[0] if r.allowed else r for h, s, (r, _) in zip(hits, states, answers, strict=True)
+    )
+    return Step(allowed=False, results=results, writes=())
+
+
+def at_rest(hit: Hit) -> StoreResult:
+    """The answer of a fresh counter to a request that spends nothing (every window full)."""
+    return _one(hit, None, 0, 0)[0]
+
+
+def refund_hits(hits: Sequence[Hit], states: Sequence[State | None], now: int) -> tuple[Write, ...]:
+    """Give each hit's cost back (undo an allowed batch); a counter at rest is deleted (expires_at <= now)."""
+    writes = []
+    for hit, state in zip(hits, states, strict=True):
+        if state is None or hit.cost == 0:
+            continue
+        if hit.algorithm == "gcra":
+            tats = gcra_refund(state, now, hit.windows, hit.cost)
+            writes.append(Write(hit.key, "gcra", tats, max(tats)))
+        else:
+            refunded, expires = sliding_refund(_unflatten(state), now, hit.windows, hit.cost)
+            writes.append(Write(hit.key, "sliding_window", tuple(v for t in refunded for v in t), expires))
+    return tuple(writes)
+
+
+class RateLimitStore(Protocol):
+    """Where counters live. Each call is atomic over all its hits.
+
+    Stores raise :class:`~tierpolicy.StoreUnavailableError` when they cannot be reached
+    and :class:`~tierpolicy.StoreError` for other failures; the limiter applies each
+    limit's ``on_store_error`` mode. A store may require every hit of one call to share a
+    partition (the Redis store does: one cluster slot per script call).
+    """
+
+    name: str
+    """The store's address without secrets (``memory://``, ``redis://host:6379/0``)."""
+
+    def hit_many(self, hits: Sequence[Hit]) -> Step:
+        """Check and spend, all or nothing."""
+        ...
+
+    async def ahit_many(self, hits: Sequence[Hit]) -> Step:
+        """:meth:`hit_many` for asyncio code."""
+        ...
+
+    def refund_many(self, hits: Sequence[Hit]) -> None:
+        """Give back what an allowed :meth:`hit_many` of the same hits spent."""
+        ...
+
+    async def arefund_many(self, hits: Sequence[Hit]) -> None:
+        """:meth:`refund_many` for asyncio code."""
+        ...
+
+    def close(self) -> None:
+        """Release the sync side's connections, if any."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the asyncio side's connections, if any (call it from their event loop)."""
+        ...
+
 
 class InMemoryRateLimitStore:
-    """A thread-safe, asyncio-safe GCRA store for one process.
+    """A thread-safe, asyncio-safe store for one process.
+
+    Every call runs the pure step under one lock with no awaits and no I/O inside it, so
+    it is exact from many threads and safe from asyncio tasks (the async methods run
+    inline: they never block on I/O).
 
     Args:
         clock: Seconds from a monotonic clock (injectable for tests).
         sweep_interval: Seconds of the clock between sweeps of expired keys.
     """
 
+    name = "memory://"
+
     def __init__(self, clock: Callable[[], float] = time.monotonic, sweep_interval: float = 60.0) -> None:
         self._clock = clock
-        self._sweep_ns = max(1, int(sweep_interval * NS))
+        self._sweep_us = max(1, int(sweep_interval * US))
         self._lock = threading.Lock()
-        self._state: dict[str, tuple[int, ...]] = {}
-        self._sliding: dict[str, tuple[int, tuple[SlidingState, ...]]] = {}
+        # key -> (algorithm, state, expires_at)
+        self._state: dict[str, tuple[Algorithm, State, int]] = {}
         self._next_sweep: int | None = None
 
     def __len__(self) -> int:
         """How many keys are resident."""
-        return len(self._state) + len(self._sliding)
+        return len(self._state)
 
     def now(self) -> int:
-        """The store's clock in integer nanoseconds."""
-        return int(self._clock() * NS)
+        """The store's clock in integer microseconds."""
+        return int(self._clock() * US)
 
-    def hit(self, key: str, windows: Sequence[GcraWindow], cost: int = 1) -> GcraResult:
-        """Check every window of ``key`` and consume ``cost`` from all of them only if all allow."""
-        now = self.now()
+    def _stored(self, hit: Hit) -> State | None:
+        found = self._state.get(hit.key)
+        if found is None or found[0] != hit.algorithm or len(found[1]) != hit.size:
+            return None
+        return found[1]
+
+    def hit_many(self, hits: Sequence[Hit]) -> Step:
+        """Check every window of every hit; spend from all only if no blocking hit denies."""
+        now = int(self._clock() * US)
+        if len(hits) == 1 and hits[0].algorithm == "gcra":
+            # The common case, kept short: one GCRA counter (apply_hits gives the same answer).
+            hit = hits[0]
+            with self._lock:
+                if self._next_sweep is None or now >= self._next_sweep:
+                    self._maybe_sweep_locked(now)
+                found = self._state.get(hit.key)
+                tats: Sequence[int | None] = (
+                    found[1]
+                    if found is not None and found[0] == "gcra" and len(found[1]) == len(hit.windows)
+                    else (None,) * len(hit.windows)
+                )
+                result = gcra(tats, now, hit.windows, hit.cost)
+                if result.allowed and hit.cost > 0:
+                    self._state[hit.key] = ("gcra", result.tats, max(result.tats))
+            return Step(result.allowed or hit.shadow, (result,), ())
         with self._lock:
             self._maybe_sweep_locked(now)
-            stored = self._state.get(key)
-            tats: Sequence[int | None] = (
-                stored if stored is not None and len(stored) == len(windows) else [None] * len(windows)
-            )
-            result = gcra(tats, now, windows, cost)
-            if result.allowed and cost > 0:
-                self._state[key] = result.tats
+            step = apply_hits(hits, [self._stored(h) for h in hits], now)
+            for w in step.writes:
+                self._state[w.key] = (w.algorithm, w.state, w.expires_at)
+        return step
+
+    async def ahit_many(self, hits: Sequence[Hit]) -> Step:
+        """:meth:`hit_many`, inline (no I/O)."""
+        return self.hit_many(hits)
+
+    def refund_many(self, hits: Sequence[Hit]) -> None:
+        """Give back what the same hits spent."""
+        now = self.now()
+        with self._lock:
+            for w in refund_hits(hits, [self._stored(h) for h in hits], now):
+                if w.expires_at <= now:
+                    self._state.pop(w.key, None)
+                else:
+                    self._state[w.key] = (w.algorithm, w.state, w.expires_at)
+
+    async def arefund_many(self, hits: Sequence[Hit]) -> None:
+        """:meth:`refund_many`, inline (no I/O)."""
+        self.refund_many(hits)
+
+    def close(self) -> None:
+        """Nothing to release (part of the store interface)."""
+
+    async def aclose(self) -> None:
+        """Nothing to release (part of the store interface)."""
+
+    def hit(self, key: str, windows: Sequence[GcraWindow], cost: int = 1) -> GcraResult:
+        """Check one GCRA counter and spend ``cost`` from all its windows only if all allow."""
+        result = self.hit_many([Hit(key, tuple(windows), cost)]).results[0]
+        assert isinstance(result, GcraResult)  # noqa: S101  a gcra hit gives a GcraResult
         return result
 
     def hit_sliding(self, key: str, windows: Sequence[GcraWindow], cost: int = 1) -> SlidingResult:
         """Like :meth:`hit`, with the sliding-window counter instead of GCRA."""
-        now = self.now()
-        with self._lock:
-            self._maybe_sweep_locked(now)
-            stored = self._sliding.get(key)
-            states: Sequence[SlidingState | None] = (
-                stored[1] if stored is not None and len(stored[1]) == len(windows) else [None] * len(windows)
-            )
-            result = sliding_window(states, now, windows, cost)
-            if result.allowed and cost > 0:
-                self._sliding[key] = (result.expires_at, result.states)
+        result = self.hit_many([Hit(key, tuple(windows), cost, "sliding_window")]).results[0]
+        assert isinstance(result, SlidingResult)  # noqa: S101  a sliding hit gives a SlidingResult
         return result
 
     async def ahit(self, key: str, windows: Sequence[GcraWindow], cost: int = 1) -> GcraResult:
@@ -91,29 +288,29 @@ class InMemoryRateLimitStore:
 
     def _maybe_sweep_locked(self, now: int) -> None:
         if self._next_sweep is None:
-            self._next_sweep = now + self._sweep_ns
+            self._next_sweep = now + self._sweep_us
         elif now >= self._next_sweep:
             self._sweep_locked(now)
 
     def _sweep_locked(self, now: int) -> int:
-        expired = [k for k, tats in self._state.items() if max(tats) <= now]
+        expired = [k for k, (_, _, expires) in self._state.items() if expires <= now]
         for k in expired:
             del self._state[k]
-        stale = [k for k, (expires, _) in self._sliding.items() if expires <= now]
-        for k in stale:
-            del self._sliding[k]
-        self._next_sweep = now + self._sweep_ns
-        return len(expired) + len(stale)
+        self._next_sweep = now + self._sweep_us
+        return len(expired)
 
     def reset(self, key: str) -> None:
         """Forget ``key`` (an admin action)."""
         with self._lock:
             self._state.pop(key, None)
-            self._sliding.pop(key, None)
 
 
 def decide(
-    policy: RateLimitPolicy, result: GcraResult | SlidingResult, windows: Sequence[GcraWindow]
+    policy: RateLimitPolicy,
+    result: StoreResult,
+    windows: Sequence[GcraWindow],
+    *,
+    fallback: str | None = None,
 ) -> RateLimitDecision:
     """Turn a store's answer into a :class:`RateLimitDecision` (shadow mode never denies)."""
     deciding = result.windows[result.deciding]
@@ -130,12 +327,13 @@ def decide(
         policy_version=policy.policy_version,
         rule=policy.rule,
         source=policy.source,
+        fallback=fallback,
     )
 
 
 def check_rate_limit(
     policy: RateLimitPolicy,
-    store: InMemoryRateLimitStore,
+    store: RateLimitStore,
     context: Mapping[str, object],
     *,
     tier: str | None = None,
@@ -144,16 +342,19 @@ def check_rate_limit(
     """Check one request against one limit: compute its key, hit the store, decide.
 
     ``tier`` chooses per-tier rates (an unknown or missing tier gets the lowest tier's).
+    Store errors propagate; :class:`~tierpolicy.RateLimiter` is what applies the
+    limit's ``on_store_error`` mode and checks every limit of a route together.
 
     Raises:
         ConditionError: The key expression failed for this context.
+        StoreError: The store failed.
     """
     windows = policy.windows_for(tier)
-    key = policy.key_of(context)
-    spend = policy.cost if cost is None else cost
-    result: GcraResult | SlidingResult = (
-        store.hit_sliding(key, windows, spend)
-        if policy.algorithm == "sliding_window"
-        else store.hit(key, windows, spend)
+    hit = Hit(
+        policy.key_of(context),
+        windows,
+        policy.cost if cost is None else cost,
+        policy.algorithm,
+        policy.shadow,
     )
-    return decide(policy, result, windows)
+    return decide(policy, store.hit_many([hit]).results[0], windows)

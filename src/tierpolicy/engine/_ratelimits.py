@@ -49,6 +49,10 @@ _UNITS = {
 _RATE = re.compile(r"(?P<quota>\d+)/(?P<count>\d*)(?P<unit>[a-z]+)")
 MAX_QUOTA = 1_000_000_000
 MAX_PERIOD = 366 * 86400
+MAX_PER_SECOND = 1_000_000
+"""Clocks count microseconds, so a window refills at most one unit per microsecond."""
+MAX_TOLERANCE = 2**48
+"""Microseconds (about 8.9 years) a window's burst may span: keeps every TAT an exact double."""
 
 
 class RateError(ValueError):
@@ -78,6 +82,8 @@ def parse_rate(text: str) -> tuple[int, int]:
     period = count * unit
     if not 0 < period <= MAX_PERIOD:
         raise RateError("the period must be between 1 second and 366 days", match.start("count"))
+    if quota > MAX_PER_SECOND * period:
+        raise RateError(f"at most {MAX_PER_SECOND:,} requests per second can be counted", 0)
     return quota, period
 
 
@@ -110,6 +116,7 @@ class RateLimitSpec(SpecModel):
     description: Description = ""
     match: RateMatchSpec
     key: Expression
+    partition: Expression | None = None
     windows: list[RateWindowSpec] = Field(min_length=1, max_length=8)
     cost: Annotated[StrictInt, Field(ge=0, le=MAX_QUOTA)] = 1
     algorithm: Algorithm = "gcra"
@@ -135,6 +142,10 @@ class RateLimitPolicy:
         routes: Route globs as written.
         operations: Operation globs as written.
         key: The compiled key expression (yields a string).
+        partition: The compiled partition expression (yields a string); ``None`` means
+            the key is the partition. Counters of one partition share a Redis Cluster
+            hash tag, so the limits of one request that share it are checked in one
+            atomic script call.
         windows: The windows of a limit with fixed rates (empty when rates are per tier).
         tier_windows: Tier -> its windows, when any rate is per tier.
         lowest_tier: The tier whose windows apply to an unknown or missing tier.
@@ -151,6 +162,7 @@ class RateLimitPolicy:
     routes: tuple[str, ...]
     operations: tuple[str, ...]
     key: Program
+    partition: Program | None
     windows: tuple[GcraWindow, ...]
     tier_windows: Mapping[str, tuple[GcraWindow, ...]]
     lowest_tier: str | None
@@ -172,17 +184,44 @@ class RateLimitPolicy:
             return self.tier_windows[self.lowest_tier]
         return found
 
-    def key_of(self, context: Mapping[str, object]) -> str:
-        """The counter key of this limit for a context: ``rl:<name>:<key value>``.
+    def counter(self, context: Mapping[str, object]) -> tuple[str, str]:
+        """This limit's counter key for a context, and its partition.
+
+        The key is ``rl:{<partition>}:<name>:<key value>``: the braces are a Redis
+        Cluster hash tag, so every counter of one partition lives in one slot. Braces and
+        ``%`` in the partition are percent-encoded so the tag always ends where it should.
 
         Raises:
-            ConditionError: The key expression failed, or did not give a string.
+            ConditionError: The key or partition expression failed, or did not give a string.
         """
         value = self.key.evaluate(context)
         if not isinstance(value, str):
             msg = f"the key of rate limit {self.name!r} is not a string"
             raise ConditionError(msg)
-        return f"rl:{self.name}:{value}"
+        if self.partition is None:
+            partition = value
+        else:
+            partition_value = self.partition.evaluate(context)
+            if not isinstance(partition_value, str):
+                msg = f"the partition of rate limit {self.name!r} is not a string"
+                raise ConditionError(msg)
+            partition = partition_value
+        tag = (
+            _escape_tag(partition) if "{" in partition or "}" in partition or "%" in partition else partition
+        )
+        return f"rl:{{{tag}}}:{self.name}:{value}", partition
+
+    def key_of(self, context: Mapping[str, object]) -> str:
+        """The counter key alone (see :meth:`counter`).
+
+        Raises:
+            ConditionError: The key or partition expression failed, or did not give a string.
+        """
+        return self.counter(context)[0]
+
+
+def _escape_tag(partition: str) -> str:
+    return partition.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -264,8 +303,14 @@ def _compile_limit(
         )
         ok = False
     key = c.expression(item, (*base, "key"), spec.key, expected=STRING)
+    partition = (
+        c.expression(item, (*base, "partition"), spec.partition, expected=STRING)
+        if spec.partition is not None
+        else None
+    )
     fixed: list[GcraWindow] = []
     per_tier: dict[str, list[GcraWindow]] = {}
+    made_by_index: dict[int, list[GcraWindow]] = {}
     any_tiered = any(isinstance(w.rate, dict) for w in spec.windows)
     if any_tiered and tiers is None:
         c.out.add(
@@ -284,6 +329,7 @@ def _compile_limit(
                 ok = False
                 continue
             made = _window(name, parsed, window.burst)
+            made_by_index.setdefault(w_index, []).append(made)
             if any_tiered:
                 assert tiers is not None  # noqa: S101  checked above
                 for tier in tiers:
@@ -321,6 +367,7 @@ def _compile_limit(
                     continue
                 below = inherited
                 inherited = _window(name, parsed, window.burst)
+                made_by_index.setdefault(w_index, []).append(inherited)
                 if below is not None and inherited.quota * below.period < below.quota * inherited.period:
                     c.out.add(
                         item.doc.position_of((*rate_path, tier)),
@@ -341,13 +388,25 @@ def _compile_limit(
                     hint="a sliding window allows its whole rate at once; remove 'burst' or use gcra",
                 )
                 ok = False
-    if not ok or key is None:
+    for w_index, window in enumerate(spec.windows):
+        if window.burst is not None and any(
+            w.tolerance > MAX_TOLERANCE for w in made_by_index.get(w_index, ())
+        ):
+            c.out.add(
+                item.doc.position_of((*base, "windows", w_index, "burst")),
+                Code.INVALID_VALUE,
+                f"a burst of {window.burst:,} at this rate spans more than {MAX_TOLERANCE // 1_000_000 // 86400:,} days",
+                hint="lower the burst, or use a faster rate",
+            )
+            ok = False
+    if not ok or key is None or (spec.partition is not None and partition is None):
         return None
     return RateLimitPolicy(
         name=spec.name,
         routes=tuple(spec.match.routes),
         operations=tuple(spec.match.operations),
         key=key,
+        partition=partition,
         windows=tuple(fixed),
         tier_windows={t: tuple(ws) for t, ws in per_tier.items()},
         lowest_tier=tiers[0] if per_tier and tiers else None,

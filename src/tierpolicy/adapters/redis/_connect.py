@@ -1,0 +1,92 @@
+"""Redis clients from a store URL: ``redis://``, ``rediss://``, ``unix://`` and the cluster schemes.
+
+``redis+cluster://host:port`` and ``rediss+cluster://`` (TLS) connect to a Redis
+Cluster through one of its nodes; the other schemes are redis-py's own
+(``redis://[[user]:password@]host[:port][/db]``, query options such as
+``?socket_timeout=0.2``). Connections time out quickly by default (``socket_timeout``
+and ``socket_connect_timeout`` of 0.25 s) because a rate limiter that waits seconds for
+a dead Redis is worse than one that applies its failure mode at once.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+
+from tierpolicy.engine._exceptions import StoreError
+
+from ._errors import redact, translate
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+SyncClient = redis.Redis | redis.cluster.RedisCluster
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+
+DEFAULT_TIMEOUT = 0.25
+"""Seconds to wait for a connection or an answer, unless the URL or the caller says otherwise."""
+
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+
+
+def _split(url: str) -> tuple[str, bool]:
+    """The URL redis-py understands, and whether it names a cluster."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
+        msg = f"unsupported Redis URL scheme {scheme!r}: use one of {', '.join(s + '://' for s in _SCHEMES)}"
+        raise StoreError(msg, store=redact(url))
+    if scheme.endswith("+cluster"):
+        return scheme.removesuffix("+cluster") + url[len(scheme) :], True
+    return url, False
+
+
+def _options(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    merged: dict[str, Any] = {}
+    if "socket_timeout" not in query:
+        merged["socket_timeout"] = DEFAULT_TIMEOUT
+    if "socket_connect_timeout" not in query:
+        merged["socket_connect_timeout"] = DEFAULT_TIMEOUT
+    merged.update(options)
+    return merged
+
+
+def sync_client(url: str, **options: Any) -> SyncClient:  # noqa: ANN401  passed through to redis-py
+    """A redis-py client for ``url`` (a cluster client for the ``+cluster`` schemes).
+
+    Raises:
+        StoreError: The URL is not a Redis URL.
+    """
+    plain, cluster = _split(url)
+    kwargs = _options(plain, options)
+    try:
+        if cluster:
+            return redis.cluster.RedisCluster.from_url(plain, **kwargs)
+        return redis.Redis.from_url(plain, **kwargs)
+    except ValueError as exc:
+        raise StoreError(f"bad Redis URL: {exc}", store=redact(url)) from exc
+    except redis.RedisError as exc:  # a cluster client asks a node for the slot map at once
+        raise translate(exc, redact(url)) from exc
+
+
+def async_client(url: str, **options: Any) -> AsyncClient:  # noqa: ANN401  passed through to redis-py
+    """A redis-py asyncio client for ``url`` (see :func:`sync_client`).
+
+    Raises:
+        StoreError: The URL is not a Redis URL.
+    """
+    plain, cluster = _split(url)
+    kwargs = _options(plain, options)
+    try:
+        if cluster:
+            return redis.asyncio.cluster.RedisCluster.from_url(plain, **kwargs)
+        return redis.asyncio.Redis.from_url(plain, **kwargs)
+    except ValueError as exc:
+        raise StoreError(f"bad Redis URL: {exc}", store=redact(url)) from exc
+    except redis.RedisError as exc:  # a cluster client asks a node for the slot map at once
+        raise translate(exc, redact(url)) from exc

@@ -1,0 +1,142 @@
+-- tierpolicy rate-limit script: check every window of every counter, write all or none.
+--
+-- A transcription of tierpolicy.engine._ratelimit_store.apply_hits (GCRA and the
+-- sliding-window counter) that reads the clock with TIME, so every replica shares the
+-- server's clock. Times are integer microseconds, exact in Lua's doubles below 2^53.
+--
+-- KEYS: the counters (one cluster slot: they share a hash tag).
+-- ARGV[1]: "hit" or "refund". ARGV[2]: "" (read TIME) or the time in microseconds
+--   from an injected test clock. Then, per key: algorithm ("g" GCRA, "s" sliding window),
+--   shadow ("1" or "0"), cost, window count n, then n pairs: GCRA (emission interval,
+--   tolerance), sliding window (period, quota).
+-- Stored value: "<algorithm>,<int>,<int>,..." (GCRA: one TAT per window; sliding:
+--   start, previous, current per window), written with its TTL in one SET ... PX.
+-- Returns: {now, 1 if written (or refunded) else 0, the stored value of each key before
+--   this call ("" when none)}; the client recomputes the results from these.
+
+local now
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[2])  -- an injected clock, for tests and simulations only
+end
+local mode = ARGV[1]
+local pos = 3
+local hits = {}
+local before = {}
+
+local function encode(algo, values)
+  local parts = {algo}
+  for i = 1, #values do parts[i + 1] = string.format('%.0f', values[i]) end
+  return table.concat(parts, ',')
+end
+
+for i = 1, #KEYS do
+  local h = {algo = ARGV[pos], shadow = ARGV[pos + 1] == '1', cost = tonumber(ARGV[pos + 2]), n = tonumber(ARGV[pos + 3]), a = {}, b = {}}
+  pos = pos + 4
+  for w = 1, h.n do
+    h.a[w] = tonumber(ARGV[pos])
+    h.b[w] = tonumber(ARGV[pos + 1])
+    pos = pos + 2
+  end
+  local raw = redis.call('GET', KEYS[i])
+  before[i] = raw or ''
+  local values = {}
+  if raw and string.sub(raw, 1, 2) == h.algo .. ',' then
+    for v in string.gmatch(string.sub(raw, 3), '[^,]+') do values[#values + 1] = tonumber(v) end
+  end
+  local size = h.n
+  if h.algo == 's' then size = 3 * h.n end
+  if #values == size then h.values = values end
+  hits[i] = h
+end
+
+-- One sliding window moved to the period that contains now (engine: _sliding.roll).
+local function roll(h, w, period)
+  if h.values == nil then return now - now % period, 0, 0 end
+  local start, previous, current = h.values[3 * w - 2], h.values[3 * w - 1], h.values[3 * w]
+  if now < start + period then return start, previous, current end
+  local passed = math.floor((now - start) / period)
+  if passed == 1 then return start + period, current, 0 end
+  return start + passed * period, 0, 0
+end
+
+-- Returns: allowed, new values, expiry (engine: _gcra.gcra and _sliding.sliding_window).
+local function check(h)
+  local ok, new, expires = true, {}, now
+  for w = 1, h.n do
+    if h.algo == 'g' then
+      local tat = h.values and h.values[w]
+      local base = now
+      if tat ~= nil and tat >= now then base = tat end
+      local new_tat = base + h.a[w] * h.cost
+      if now < new_tat - h.b[w] then ok = false end
+      new[w] = new_tat
+      if new_tat > expires then expires = new_tat end
+    else
+      local period, quota = h.a[w], h.b[w]
+      local start, previous, current = roll(h, w, period)
+      -- The same doubles, in the same order, as the engine's fits_in.
+      if previous * ((period - (now - start)) / period) + current + h.cost > quota then ok = false end
+      new[3 * w - 2], new[3 * w - 1], new[3 * w] = start, previous, current + h.cost
+      if start + 2 * period > expires then expires = start + 2 * period end
+    end
+  end
+  return ok, new, expires
+end
+
+-- Gives cost back (engine: _gcra.gcra_refund and _sliding.sliding_refund).
+local function refund(h)
+  local new, expires = {}, now
+  for w = 1, h.n do
+    if h.algo == 'g' then
+      local tat = h.values[w]
+      if tat > now then tat = math.max(now, tat - h.a[w] * h.cost) else tat = now end
+      new[w] = tat
+      if tat > expires then expires = tat end
+    else
+      local period = h.a[w]
+      local start, previous, current = roll(h, w, period)
+      new[3 * w - 2], new[3 * w - 1], new[3 * w] = start, previous, math.max(0, current - h.cost)
+      if start + 2 * period > expires then expires = start + 2 * period end
+    end
+  end
+  return new, expires
+end
+
+local function store(key, algo, values, expires)
+  if expires <= now then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, encode(algo, values), 'PX', math.ceil((expires - now) / 1000))
+  end
+end
+
+local written = 1
+if mode == 'refund' then
+  for i = 1, #KEYS do
+    local h = hits[i]
+    if h.values ~= nil and h.cost > 0 then
+      local new, expires = refund(h)
+      store(KEYS[i], h.algo, new, expires)
+    end
+  end
+else
+  local checked = {}
+  for i = 1, #KEYS do
+    local ok, new, expires = check(hits[i])
+    checked[i] = {ok, new, expires}
+    if not ok and not hits[i].shadow then written = 0 end
+  end
+  if written == 1 then
+    for i = 1, #KEYS do
+      local h, c = hits[i], checked[i]
+      if c[1] and h.cost > 0 then store(KEYS[i], h.algo, c[2], c[3]) end
+    end
+  end
+end
+
+local reply = {now, written}
+for i = 1, #KEYS do reply[i + 2] = before[i] end
+return reply

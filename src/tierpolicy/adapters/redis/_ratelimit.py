@@ -1,0 +1,266 @@
+"""The Redis rate-limit store: one server-side script call per partition, clock from Redis ``TIME``.
+
+Every window of every counter of one call is checked and then written only if all
+allow, by ``_ratelimit.lua`` in one round trip. The script reads the clock with
+``TIME``, so replicas' clocks never matter, and writes each counter with its TTL in one
+``SET ... PX``, so no key outlives its windows. It is called with ``EVALSHA``; after a
+``NOSCRIPT`` (a restarted server, ``SCRIPT FLUSH``, a failover) it is loaded again and
+the call repeated, transparently.
+
+The script returns the server's time and what each counter held before the call; the
+client then runs the engine's own pure step (:func:`~tierpolicy.engine._ratelimit_store.apply_hits`)
+on those to build the results, so both stores report remaining, reset and retry times
+from one implementation, and a disagreement between the script's decision and the
+engine's (which would mean the two transcriptions differ) is an error, not a silent skew.
+
+Keys are ``<prefix>rl:{<partition>}:<limit>:<key>``: every counter of one partition
+shares a Redis Cluster hash tag, so one call's keys live in one slot. The sync and
+asyncio shells share all of the logic above (:class:`_Codec`) and differ only in the
+client call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from typing import TYPE_CHECKING, Any
+
+from redis import exceptions as rex
+
+from tierpolicy.engine._exceptions import StoreError
+from tierpolicy.engine._ratelimit_store import Hit, State, Step, apply_hits
+
+from ._connect import AsyncClient, SyncClient, async_client, sync_client
+from ._errors import redact, translate
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from tierpolicy.engine._gcra import GcraWindow
+
+SCRIPT = importlib.resources.files(__package__).joinpath("_ratelimit.lua").read_text(encoding="utf-8")
+"""The Lua source of the rate-limit script."""
+
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode(), usedforsecurity=False).hexdigest()
+"""What ``EVALSHA`` calls it (Redis names scripts by SHA-1)."""
+
+_TAGS = {"gcra": "g", "sliding_window": "s"}
+
+
+class _Codec:
+    """The I/O-free half of the store: arguments for the script, and results from its reply."""
+
+    def __init__(self, prefix: str, store: str, clock: Callable[[], float] | None = None) -> None:
+        if "{" in prefix or "}" in prefix:
+            msg = "a Redis key prefix cannot contain '{' or '}': they would become the cluster hash tag"
+            raise ValueError(msg)
+        self.prefix = prefix
+        self.store = store
+        self.clock = clock
+        self._window_args: dict[tuple[str, tuple[GcraWindow, ...]], tuple[str, ...]] = {}
+
+    def _windows(self, algorithm: str, windows: tuple[GcraWindow, ...]) -> tuple[str, ...]:
+        cached = self._window_args.get((algorithm, windows))
+        if cached is None:
+            if algorithm == "gcra":
+                pairs = [(w.emission_interval, w.tolerance) for w in windows]
+            else:
+                pairs = [(w.period * 1_000_000, w.quota) for w in windows]
+            cached = (str(len(windows)), *(str(v) for pair in pairs for v in pair))
+            if len(self._window_args) < 10_000:  # windows come from policies: few distinct tuples
+                self._window_args[algorithm, windows] = cached
+        return cached
+
+    def request(self, mode: str, hits: Sequence[Hit]) -> tuple[list[str], list[str]]:
+        """The keys and arguments of one script call."""
+        keys = [self.prefix + h.key for h in hits]
+        args = [mode, "" if self.clock is None else str(int(self.clock() * 1_000_000))]
+        for h in hits:
+            args += (_TAGS[h.algorithm], "1" if h.shadow else "0", str(h.cost))
+            args += self._windows(h.algorithm, h.windows)
+        return keys, args
+
+    def step(self, hits: Sequence[Hit], reply: Any) -> Step:  # noqa: ANN401  a raw Redis reply
+        """The results of a ``hit`` call, from the script's reply."""
+        try:
+            now = int(reply[0])
+            written = int(reply[1]) == 1
+            before = reply[2:]
+            states = [self._state(h, raw) for h, raw in zip(hits, before, strict=True)]
+        except (TypeError, ValueError, IndexError) as exc:
+            msg = f"unexpected reply from the rate-limit script: {reply!r:.200}"
+            raise StoreError(msg, store=self.store) from exc
+        step = apply_hits(hits, states, now)
+        if step.allowed != written:
+            msg = "the rate-limit script and the engine disagree; is another version's script loaded under the same name?"
+            raise StoreError(msg, store=self.store)
+        return step
+
+    @staticmethod
+    def _state(hit: Hit, raw: bytes | str) -> State | None:
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if not text.startswith(_TAGS[hit.algorithm] + ","):
+            return None
+        values = tuple(int(v) for v in text[2:].split(","))
+        return values if len(values) == hit.size else None
+
+
+class RedisRateLimitStore:
+    """Rate-limit counters in Redis, shared by every replica; sync and asyncio from one object.
+
+    Give it a redis-py client, an asyncio client, or both; or build both lazily from a URL
+    with :meth:`from_url`. :meth:`hit_many` and :meth:`refund_many` use the sync client,
+    :meth:`ahit_many` and :meth:`arefund_many` the asyncio one.
+
+    Args:
+        client: A ``redis.Redis`` or ``redis.cluster.RedisCluster``.
+        async_client: A ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``.
+        prefix: Prepended to every key (no braces), so several applications or tests can
+            share a server.
+        url: Where the lazily created clients connect (set by :meth:`from_url`).
+        options: Passed to redis-py when clients are created from ``url``.
+        clock: Seconds from an injected clock, sent to the script instead of it reading
+            Redis ``TIME``: for tests and simulations only. Leave it ``None`` in
+            production, where replicas' clocks must not matter.
+
+    Raises:
+        ValueError: The prefix contains a brace, or neither a client nor a URL was given.
+    """
+
+    def __init__(
+        self,
+        client: SyncClient | None = None,
+        *,
+        async_client: AsyncClient | None = None,
+        prefix: str = "tierpolicy:",
+        url: str | None = None,
+        options: dict[str, Any] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if client is None and async_client is None and url is None:
+            msg = "give a Redis client, an asyncio client or a URL"
+            raise ValueError(msg)
+        self.name = redact(url) if url is not None else _describe(client or async_client)
+        self._codec = _Codec(prefix, self.name, clock)
+        self._client = client
+        self._async_client = async_client
+        self._url = url
+        self._options = options or {}
+        self._sha = SCRIPT_SHA
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "tierpolicy:",
+        clock: Callable[[], float] | None = None,
+        **options: Any,  # noqa: ANN401  passed through to redis-py
+    ) -> RedisRateLimitStore:
+        """A store whose clients connect to ``url`` when first used (see :mod:`._connect`).
+
+        Raises:
+            StoreError: The URL is not a Redis URL.
+        """
+        sync_client(url, **options)  # fail now on a bad URL, not at the first request
+        return cls(prefix=prefix, url=url, options=options, clock=clock)
+
+    @property
+    def client(self) -> SyncClient:
+        """The sync client (created from the URL on first use)."""
+        if self._client is None:
+            if self._url is None:
+                msg = "this store was given only an asyncio client: use ahit_many"
+                raise StoreError(msg, store=self.name)
+            self._client = sync_client(self._url, **self._options)
+        return self._client
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The asyncio client (created from the URL on first use)."""
+        if self._async_client is None:
+            if self._url is None:
+                msg = "this store was given only a sync client: use hit_many"
+                raise StoreError(msg, store=self.name)
+            self._async_client = async_client(self._url, **self._options)
+        return self._async_client
+
+    # ------------------------------------------------------------------ sync shell
+
+    def _call(self, keys: list[str], args: list[str]) -> Any:  # noqa: ANN401  a raw Redis reply
+        client = self.client
+        try:
+            try:
+                return client.evalsha(self._sha, len(keys), *keys, *args)
+            except rex.NoScriptError:
+                client.script_load(SCRIPT)
+                return client.evalsha(self._sha, len(keys), *keys, *args)
+        except rex.RedisError as exc:
+            raise translate(exc, self.name) from exc
+
+    def hit_many(self, hits: Sequence[Hit]) -> Step:
+        """Check every window of every hit and spend from all only if no blocking hit denies.
+
+        Raises:
+            StoreUnavailableError: Redis cannot be reached.
+            StoreError: Redis answered with an error.
+        """
+        keys, args = self._codec.request("hit", hits)
+        return self._codec.step(hits, self._call(keys, args))
+
+    def refund_many(self, hits: Sequence[Hit]) -> None:
+        """Give back what an allowed :meth:`hit_many` of the same hits spent."""
+        keys, args = self._codec.request("refund", hits)
+        self._call(keys, args)
+
+    # ------------------------------------------------------------------ asyncio shell
+
+    async def _acall(self, keys: list[str], args: list[str]) -> Any:  # noqa: ANN401  a raw Redis reply
+        client = self.async_client
+        try:
+            try:
+                return await client.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]  # redis-py types evalsha as sync or async
+            except rex.NoScriptError:
+                await client.script_load(SCRIPT)
+                return await client.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]  # as above
+        except rex.RedisError as exc:
+            raise translate(exc, self.name) from exc
+
+    async def ahit_many(self, hits: Sequence[Hit]) -> Step:
+        """:meth:`hit_many` over the asyncio client."""
+        keys, args = self._codec.request("hit", hits)
+        return self._codec.step(hits, await self._acall(keys, args))
+
+    async def arefund_many(self, hits: Sequence[Hit]) -> None:
+        """:meth:`refund_many` over the asyncio client."""
+        keys, args = self._codec.request("refund", hits)
+        await self._acall(keys, args)
+
+    # ------------------------------------------------------------------ admin
+
+    def reset(self, key: str) -> None:
+        """Forget a counter (an admin action); ``key`` as in :class:`Hit`."""
+        try:
+            self.client.delete(self._codec.prefix + key)
+        except rex.RedisError as exc:
+            raise translate(exc, self.name) from exc
+
+    def close(self) -> None:
+        """Close the sync client's connections (the asyncio client: :meth:`aclose`)."""
+        if self._client is not None:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the asyncio client's connections."""
+        if self._async_client is not None:
+            await self._async_client.aclose()
+
+
+def _describe(client: object) -> str:
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", {}) if pool is not None else {}
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    if "host" in kwargs:
+        return f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return f"redis ({type(client).__name__})"
