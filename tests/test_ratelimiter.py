@@ -7,15 +7,16 @@ import logging
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tierpolicy
 from support import FakeClock
-from tierpolicy.engine._ratelimit_store import InMemoryRateLimitStore, Step
+from tierpolicy.engine._ratelimit_store import Hit, InMemoryRateLimitStore, Step
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from tierpolicy.engine._ratelimit_store import Hit
 
 POLICY = """\
 apiVersion: tierpolicy/v1
@@ -148,8 +149,8 @@ def test_no_matching_limit_allows_with_no_headers(limiter):
     assert result.retry_after == 0.0
 
 
-def test_every_matching_limit_is_checked_in_file_order(limiter):
-    """A search request is checked by the seller, search, address and shadow limits, in file order."""
+def test_every_matching_limit_is_checked_partition_by_partition(limiter):
+    """A search request is checked by the seller's partition (seller, search, shadow), then the address."""
     result = limiter.check(context(), route="/api/search")
     assert [d.limit for d in result.decisions] == ["seller", "seller-search", "watch", "address"]
     assert result.allowed
@@ -165,7 +166,8 @@ def test_tier_comes_from_the_context_or_the_argument(limiter):
     assert (
         limiter.check({"seller": {"id": "s-4"}, "request": {"client_ip": "1"}}, route="/api/x")
         .decisions[0]
-        .windows[0].quota
+        .windows[0]
+        .quota
         == 3
     )
 
@@ -289,7 +291,7 @@ def test_the_route_memo_is_bounded(limiter):
     """Distinct raw paths do not grow the limiter's memo without bound."""
     for i in range(5000):
         limiter.limits_for(route=f"/nothing/{i}")
-    assert len(limiter._routes) <= 4096
+    assert len(limiter._memo[1]) <= 4096
 
 
 def test_bad_settings_are_rejected(policies):
@@ -393,3 +395,58 @@ def test_local_fallbacks_are_refunded_when_a_later_partition_denies():
     assert {k: v for k, v in limiter.local_store._state.items() if "s-1" in k} == {
         k: v for k, v in before.items() if "s-1" in k
     }
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.sampled_from(["s-1", "s-2", "s-3", "s-4", "s-5", "s-6"]),
+            st.sampled_from(["a", "b"]),
+            st.sampled_from(["/api/x", "/api/search"]),
+            st.integers(0, 700_000),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_partitions_with_refunds_equal_one_atomic_check(policies, requests):
+    """Checking partition by partition, refunding on denial, admits exactly what one all-or-nothing check would."""
+    clock = FakeClock()
+    limiter = tierpolicy.RateLimiter(policies, InMemoryRateLimitStore(clock=clock))
+    reference = InMemoryRateLimitStore(clock=clock)
+    for seller, ip, route, gap in requests:
+        clock.advance(gap / 1_000_000)
+        ctx = context(seller=seller, ip=ip)
+        hits = [
+            Hit(p.key_of(ctx), p.windows_for("bronze"), p.cost, p.algorithm, p.shadow)
+            for p in limiter.limits_for(route=route)
+        ]
+        expected = reference.hit_many(hits).allowed
+        assert limiter.check(ctx, route=route).allowed == expected
+
+
+def test_a_route_with_only_shadow_limits_sends_no_headers():
+    """Shadow limits stay invisible to clients: no RateLimit headers when only they match."""
+    text = POLICY.replace(
+        'routes: ["/api/*"]}\n      key: seller.id\n      windows: [{rate: 1/hour}]\n      shadow: true',
+        'routes: ["/shadow-only"]}\n      key: seller.id\n      windows: [{rate: 1/hour}]\n      shadow: true',
+    )
+    limiter = tierpolicy.RateLimiter(
+        tierpolicy.load_files({"rl.yaml": text}, root="t"), InMemoryRateLimitStore(clock=FakeClock())
+    )
+    limiter.check(context(), route="/shadow-only")
+    result = limiter.check(context(), route="/shadow-only")
+    assert result.allowed
+    assert result.deciding is not None
+    assert result.deciding.limited
+    assert result.headers() == {}
+
+
+def test_the_tier_is_read_from_any_mapping(policies):
+    """A seller given as any Mapping (not only a dict) supplies the tier."""
+    import types  # noqa: PLC0415  only this test needs it
+
+    limiter = tierpolicy.RateLimiter(policies, InMemoryRateLimitStore(clock=FakeClock()))
+    ctx = {"seller": types.MappingProxyType({"id": "m-1", "tier": "gold"}), "request": {"client_ip": "1"}}
+    assert limiter.check(ctx, route="/api/x").decisions[0].windows[0].quota == 6

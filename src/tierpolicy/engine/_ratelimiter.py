@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 from ._engine import Engine, PolicyHolder
@@ -33,7 +34,7 @@ from ._ratelimit_store import Hit, InMemoryRateLimitStore, RateLimitStore, Step,
 from ._ratelimits import MAX_QUOTA, RateLimitPolicy, RateLimitsModel
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Sequence
 
     from ._policyset import PolicySet
 
@@ -51,8 +52,9 @@ class RateLimitResult:
 
     Attributes:
         allowed: Whether the request may go ahead (no limit outside shadow mode denied).
-        decisions: One decision per limit checked, in file order. Limits after a
-            denying partition are not checked and have no decision.
+        decisions: One decision per limit checked: partitions in the order of their
+            first limit in the file, each partition's limits in file order. Limits of
+            partitions after a denying one are not checked and have no decision.
     """
 
     allowed: bool
@@ -84,10 +86,11 @@ class RateLimitResult:
 
         ``RateLimit-Policy`` lists every window of every enforced limit checked,
         ``RateLimit`` reports the deciding window, and ``Retry-After`` is added when the
-        request is denied. No limit matched: no headers.
+        request is denied. No enforced limit (none matched, or only shadow limits did):
+        no headers, so a limit in shadow mode stays invisible to clients.
         """
         deciding = self.deciding
-        if deciding is None:
+        if deciding is None or deciding.shadow:
             return {}
         headers = deciding.headers()
         windows: dict[str, GcraWindow] = {}
@@ -146,8 +149,14 @@ class RateLimiter:
         self.local_store = local_store if local_store is not None else InMemoryRateLimitStore(clock=clock)
         self._down_until: float | None = None
         self._scaled: dict[tuple[GcraWindow, ...], tuple[GcraWindow, ...]] = {}
-        self._routes: dict[tuple[str | None, str | None], tuple[RateLimitPolicy, ...]] = {}
-        self._routes_model: RateLimitsModel | None = None
+        # (the model the memo is for, the memo), swapped as one value so that a thread
+        # still matching against an old model never writes into the new model's memo.
+        self._memo: tuple[
+            RateLimitsModel | None, dict[tuple[str | None, str | None], tuple[RateLimitPolicy, ...]]
+        ] = (
+            None,
+            {},
+        )
 
     @property
     def model(self) -> RateLimitsModel:
@@ -170,15 +179,16 @@ class RateLimiter:
     ) -> tuple[RateLimitPolicy, ...]:
         """The limits matching a route or operation (memoised per policy set)."""
         model = self.model
-        if model is not self._routes_model:
-            self._routes = {}
-            self._routes_model = model
-        found = self._routes.get((route, operation))
+        memo_model, memo = self._memo
+        if memo_model is not model:
+            memo = {}
+            self._memo = (model, memo)
+        found = memo.get((route, operation))
         if found is None:
             found = model.limits_for(route=route, operation=operation)
-            if len(self._routes) >= _ROUTE_CACHE_SIZE:
-                self._routes.clear()  # raw paths could be unbounded; templates fit easily
-            self._routes[route, operation] = found
+            if len(memo) >= _ROUTE_CACHE_SIZE:
+                memo.clear()  # raw paths could be unbounded; templates fit easily
+            memo[route, operation] = found
         return found
 
     # ------------------------------------------------------------------ entry points
@@ -267,7 +277,7 @@ class RateLimiter:
             raise InvalidRequestError(msg, location="cost")
         if tier is None:
             seller = context.get("seller")
-            found = seller.get("tier") if isinstance(seller, dict) else None
+            found = seller.get("tier") if isinstance(seller, Mapping) else None
             tier = found if isinstance(found, str) else None
         groups: dict[str, list[_Planned]] = {}
         for policy in self.limits_for(route=route, operation=operation):
