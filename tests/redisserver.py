@@ -25,12 +25,18 @@ if TYPE_CHECKING:
 REDIS_SERVER = shutil.which("redis-server")
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+"""Client timeouts for tests that are not about timeouts: a loaded CI machine can take 250 ms."""
+
+
+def free_port(below: int = 65536) -> int:
+    """A TCP port nobody listens on right now, below ``below``."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port < below:
+            return port
 
 
 def require_redis_server() -> str:
@@ -138,6 +144,8 @@ class RedisClusterServers:
             self.nodes.append(
                 RedisServer(
                     node_dir,
+                    # A node's cluster bus listens on its port + 10000, which must exist too.
+                    free_port(below=55536),
                     extra=("--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf")),
                 )
             )

@@ -12,12 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tierpolicy
+from tierpolicy.engine._breaker import AsyncBreakerStore, InMemoryBreakerStore
 from tierpolicy.engine._executor import (
     Attempt,
     AttemptFailed,
     AttemptStarted,
     AttemptSucceeded,
     AttemptTimeoutError,
+    BreakerStoreFailed,
     BreakerTransition,
     BulkheadFullError,
     CircuitOpenError,
@@ -1092,3 +1094,300 @@ def test_shipped_policy_classifies_a_full_bulkhead_as_bulkhead_full():
     assert isinstance(error, ResilienceError)
     assert isinstance(error.__cause__, BulkheadFullError)
     assert (error.classification.code, error.classification.status) == ("BULKHEAD_FULL", 503)
+
+
+# --------------------------------------------------------------------------- awaited and failing breaker stores
+
+
+class LoggingStore:
+    """A breaker store (in memory underneath) that logs which of its methods ran."""
+
+    def __init__(self) -> None:
+        self.inner = InMemoryBreakerStore()
+        self.log: list[tuple[str, str]] = []
+
+    def acquire(self, key, policy, now):
+        """The blocking acquire (the sync shell's)."""
+        self.log.append(("acquire", key))
+        return self.inner.acquire(key, policy, now)
+
+    def record(self, key, policy, permit, outcome, duration, now):
+        """The blocking record (the sync shell's)."""
+        self.log.append(("record", outcome))
+        return self.inner.record(key, policy, permit, outcome, duration, now)
+
+    def snapshot(self, key, now):
+        """The blocking snapshot."""
+        return self.inner.snapshot(key, now)
+
+
+class AwaitedStore(LoggingStore):
+    """An async breaker store (in memory underneath) that logs which of its methods ran."""
+
+    async def aacquire(self, key, policy, now):
+        """The awaited acquire: yields to the loop first, as a network store would."""
+        await asyncio.sleep(0)
+        self.log.append(("aacquire", key))
+        return self.inner.acquire(key, policy, now)
+
+    async def arecord(self, key, policy, permit, outcome, duration, now):
+        """The awaited record."""
+        await asyncio.sleep(0)
+        self.log.append(("arecord", outcome))
+        return self.inner.record(key, policy, permit, outcome, duration, now)
+
+    async def asnapshot(self, key, now):
+        """The awaited snapshot."""
+        return self.inner.snapshot(key, now)
+
+
+def test_an_async_breaker_store_is_recognised_once_and_the_in_memory_one_is_not(executor, policy_set, time):
+    """The executor checks for the AsyncBreakerStore methods when it is made."""
+    assert isinstance(AwaitedStore(), AsyncBreakerStore)
+    assert not isinstance(InMemoryBreakerStore(), AsyncBreakerStore)
+    assert executor._async_store is None
+    awaited = make(policy_set, time, [], breaker_store=AwaitedStore())
+    assert awaited._async_store is awaited.breaker_store
+    assert awaited._operation("guarded.call").awaits
+    assert not awaited._operation("plain.retry").awaits  # no breaker: nothing to await
+
+
+def test_the_async_shell_awaits_an_async_store_and_the_sync_shell_calls_it(policy_set, time):
+    """The async shell awaits aacquire and arecord, never the blocking methods; run calls those."""
+    store = AwaitedStore()
+    executor = make(policy_set, time, [], breaker_store=store)
+    assert call("async", executor, "guarded.call", Script(time, "ok")) == "ok"
+    with pytest.raises(ResilienceError):
+        call("async", executor, "guarded.retry", Script(time, HTTPStatusError(503)))
+    assert store.log == [
+        ("aacquire", "guarded.call"),
+        ("arecord", "success"),
+        ("aacquire", "guarded.retry"),
+        ("arecord", "failure"),
+        ("aacquire", "guarded.retry"),
+        ("arecord", "failure"),
+        ("aacquire", "guarded.retry"),
+    ]
+    store.log.clear()
+    assert call("sync", executor, "guarded.call", Script(time, "ok")) == "ok"
+    assert store.log == [("acquire", "guarded.call"), ("record", "success")]
+
+
+@pytest.mark.parametrize(("operation", "calls"), FAST_PATH_SCENARIOS)
+def test_an_awaited_store_gives_the_results_events_and_state_of_the_plan(operation, calls, policy_set):
+    """With an async store the async shell still matches the sans-IO plan driven by hand, call by call."""
+    reference_time, reference_events = FakeTime(), []
+    reference = make(policy_set, reference_time, reference_events)
+    expected = play(by_hand, reference, reference_time, operation, calls)
+
+    time, events = FakeTime(), []
+    executor = make(policy_set, time, events, breaker_store=AwaitedStore())
+    seen = play(lambda ex, op, script: call("async", ex, op, script), executor, time, operation, calls)
+
+    assert seen == expected
+    assert events == reference_events
+    assert time.sleeps == reference_time.sleeps
+
+
+@pytest.mark.parametrize(("operation", "steps", "expected"), EVENT_TABLE)
+def test_an_awaited_store_emits_the_same_events(operation, steps, expected, policy_set, time, events):
+    """The event sequences of the table, with the store's calls awaited."""
+    executor = make(policy_set, time, events, breaker_store=AwaitedStore())
+    with contextlib.suppress(ResilienceError):
+        call("async", executor, operation, Script(time, *steps))
+    assert events == expected
+
+
+def test_an_awaited_store_gets_back_the_permit_of_a_cancelled_first_attempt(policy_set, time):
+    """A half-open probe cancelled mid-call is handed back through arecord: the next probe is admitted."""
+    store = AwaitedStore()
+    executor = make(policy_set, time, [], breaker_store=store)
+    failure("async", executor, "guarded.retry", Script(time, HTTPStatusError(503)))
+    time.now += 30.0
+
+    async def scenario() -> str:
+        task = asyncio.create_task(executor.arun("guarded.retry", asyncio.Event().wait))
+        for _ in range(3):  # the awaited acquire, then the attempt
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await executor.arun("guarded.retry", Script(time, "admitted").coro)
+
+    assert asyncio.run(scenario()) == "admitted"
+    assert ("arecord", "ignored") in store.log
+
+
+def test_an_awaited_store_gets_back_the_permit_of_a_cancelled_retry(policy_set, time):
+    """A retry cancelled mid-call (the generator's path) hands its permit back once, as ignored."""
+    store = AwaitedStore()
+    executor = make(policy_set, time, [], breaker_store=store)
+    attempts = Script(time, HTTPStatusError(503))
+
+    async def flaky() -> object:
+        if attempts.calls == 0:
+            return attempts.step()
+        await asyncio.Event().wait()
+        return "never"
+
+    async def scenario() -> None:
+        task = asyncio.create_task(executor.arun("guarded.retry", flaky))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert [entry for entry in store.log if entry[0] == "arecord"] == [
+        ("arecord", "failure"),
+        ("arecord", "ignored"),
+    ]
+
+
+class FailingStore:
+    """A breaker store that is down: acquire and/or record raise StoreUnavailableError."""
+
+    def __init__(self, *, acquire: bool = True, record: bool = True) -> None:
+        self.inner = InMemoryBreakerStore()
+        self.fail_acquire = acquire
+        self.fail_record = record
+
+    def _down(self) -> tierpolicy.StoreUnavailableError:
+        return tierpolicy.StoreUnavailableError("Redis is unavailable", store="redis://test")
+
+    def acquire(self, key, policy, now):
+        """Down, or the in-memory answer."""
+        if self.fail_acquire:
+            raise self._down()
+        return self.inner.acquire(key, policy, now)
+
+    def record(self, key, policy, permit, outcome, duration, now):
+        """Down, or the in-memory answer."""
+        if self.fail_record:
+            raise self._down()
+        return self.inner.record(key, policy, permit, outcome, duration, now)
+
+    def snapshot(self, key, now):
+        """The in-memory snapshot."""
+        return self.inner.snapshot(key, now)
+
+
+class AsyncFailingStore(FailingStore):
+    """The awaited twin of :class:`FailingStore`."""
+
+    async def aacquire(self, key, policy, now):
+        """As acquire."""
+        return self.acquire(key, policy, now)
+
+    async def arecord(self, key, policy, permit, outcome, duration, now):
+        """As record."""
+        return self.record(key, policy, permit, outcome, duration, now)
+
+    async def asnapshot(self, key, now):
+        """As snapshot."""
+        return self.snapshot(key, now)
+
+
+STORE_DOWN = ("tierpolicy.engine.StoreUnavailableError", "Redis is unavailable (redis://test)")
+
+
+@pytest.mark.parametrize("store_type", [FailingStore, AsyncFailingStore])
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_breaker_store_that_is_down_lets_calls_through_and_says_so(
+    shell, store_type, policy_set, time, events
+):
+    """Store down: every attempt runs as if the breaker were closed; each failed store call is an event."""
+    executor = make(policy_set, time, events, breaker_store=store_type())
+    assert call(shell, executor, "guarded.call", Script(time, "ok")) == "ok"
+    assert events == [
+        BreakerStoreFailed("guarded.call", "acquire", *STORE_DOWN),
+        AttemptStarted("guarded.call", 1, None),
+        AttemptSucceeded("guarded.call", 1, 0.0),
+    ]
+    events.clear()
+    script = Script(time, HTTPStatusError(503))
+    error = failure(shell, executor, "guarded.retry", script)
+    assert (error.reason, script.calls) == ("ATTEMPTS_EXHAUSTED", 3)  # never rejected: no breaker state
+    assert kinds(events).count("BreakerStoreFailed") == 3
+
+
+@pytest.mark.parametrize("store_type", [FailingStore, AsyncFailingStore])
+@pytest.mark.parametrize("shell", SHELLS)
+def test_outcomes_a_breaker_store_cannot_take_are_dropped(shell, store_type, policy_set, time, events):
+    """Record down: successes and failures are not counted, and the calls answer as usual."""
+    executor = make(policy_set, time, events, breaker_store=store_type(acquire=False))
+    assert call(shell, executor, "guarded.call", Script(time, "ok")) == "ok"
+    assert events[-2:] == [
+        BreakerStoreFailed("guarded.call", "record", *STORE_DOWN),
+        AttemptSucceeded("guarded.call", 1, 0.0),
+    ]
+    for _ in range(3):
+        failure(shell, executor, "guarded.retry", Script(time, HTTPStatusError(503)))
+    assert executor.breaker_store.snapshot("guarded.retry", time.now).state == "closed"
+    assert kinds(events).count("BreakerStoreFailed") == 1 + 9
+
+
+def test_a_store_that_is_down_costs_nothing_without_a_listener(policy_set, time):
+    """No on_event: a failing store is still passed over, and no event is built."""
+    executor = Executor(tierpolicy.Engine(policy_set), clock=time.clock, breaker_store=FailingStore())
+    assert executor.run("guarded.call", Script(time, "ok").sync) == "ok"
+
+
+DEADLINE_BREAKER = """\
+apiVersion: tierpolicy/v1
+kind: Resilience
+metadata: {name: resilience}
+spec:
+  operations:
+    guarded.deadline:
+      retry: {max_attempts: 3, initial_delay: 500ms, jitter: none, deadline: 2s}
+      circuit_breaker:
+        window: {type: count, size: 10}
+        minimum_calls: 10
+        wait_in_open: 30s
+        permitted_calls_in_half_open: 1
+"""
+
+
+def test_an_awaited_store_bounds_attempts_by_the_deadline_as_the_plan_does(time, events):
+    """Breaker and deadline: each attempt's timeout is the time left, with or without a listener."""
+    policy_set = tierpolicy.load_files({"errors.yaml": ERRORS, "resilience.yaml": DEADLINE_BREAKER})
+    executor = make(policy_set, time, events, breaker_store=AwaitedStore())
+    script = Script(time, HTTPStatusError(503), "ok", duration=0.25)
+    assert call("async", executor, "guarded.deadline", script) == "ok"
+    assert [e.timeout for e in events if isinstance(e, AttemptStarted)] == [2.0, 1.25]
+    quiet = Executor(
+        tierpolicy.Engine(policy_set),
+        clock=time.clock,
+        async_sleep=time.async_sleep,
+        breaker_store=AwaitedStore(),
+    )
+    assert asyncio.run(quiet.arun("guarded.deadline", Script(time, HTTPStatusError(503), "ok").coro)) == "ok"
+
+
+@pytest.mark.parametrize("store_type", [LoggingStore, AwaitedStore])
+def test_a_call_cancelled_between_attempts_hands_back_nothing(store_type, policy_set, time):
+    """Cancelled while sleeping before a retry: its last permit was already reported, so nothing more is."""
+    store = store_type()
+
+    async def scenario() -> None:
+        sleeping = asyncio.Event()
+
+        async def sleep_forever(seconds: float) -> None:  # noqa: ARG001  the async_sleep signature
+            sleeping.set()
+            await asyncio.Event().wait()
+
+        executor = Executor(
+            tierpolicy.Engine(policy_set), clock=time.clock, async_sleep=sleep_forever, breaker_store=store
+        )
+        task = asyncio.create_task(executor.arun("guarded.retry", Script(time, HTTPStatusError(503)).coro))
+        await sleeping.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert [entry for entry in store.log if "record" in entry[0]] == [
+        ("arecord" if store_type is AwaitedStore else "record", "failure")
+    ]

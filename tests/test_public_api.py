@@ -4,11 +4,14 @@ import tierpolicy
 
 EXPECTED = [
     "Action",
+    "AsyncBreakerStore",
     "AttemptFailed",
     "AttemptStarted",
     "AttemptSucceeded",
     "AttemptTimeoutError",
     "BreakerState",
+    "BreakerStore",
+    "BreakerStoreFailed",
     "BreakerTransition",
     "BulkheadFullError",
     "CallRejectedError",

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redisserver import unique_prefix
+from redisserver import TIMEOUTS, unique_prefix
 from support import FakeClock, ReferenceBucket, reference
 from tierpolicy.engine._gcra import US, GcraWindow
 from tierpolicy.engine._ratelimit_store import Hit, InMemoryRateLimitStore, apply_hits
@@ -46,7 +46,7 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[Callable[[FakeClock],
     server: RedisServer = request.getfixturevalue("redis_server")
 
     def redis(clock: FakeClock) -> RateLimitStore:
-        store = RedisRateLimitStore.from_url(server.url, prefix=unique_prefix(), clock=clock)
+        store = RedisRateLimitStore.from_url(server.url, prefix=unique_prefix(), **TIMEOUTS, clock=clock)
         made.append(store)
         return store
 

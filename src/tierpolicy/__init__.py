@@ -11,7 +11,7 @@ Load a policy directory once, then ask in-process questions::
 
 from __future__ import annotations
 
-from .engine._breaker import BreakerState, InMemoryBreakerStore
+from .engine._breaker import AsyncBreakerStore, BreakerState, BreakerStore, InMemoryBreakerStore
 from .engine._classification import Classification
 from .engine._decisions import (
     Action,
@@ -56,6 +56,7 @@ from .engine._executor import (
     AttemptFailed,
     AttemptStarted,
     AttemptSucceeded,
+    BreakerStoreFailed,
     BreakerTransition,
     Executor,
     FallbackFailed,
@@ -77,11 +78,14 @@ from .engine._rollout import rollout_bucket
 
 __all__ = [
     "Action",
+    "AsyncBreakerStore",
     "AttemptFailed",
     "AttemptStarted",
     "AttemptSucceeded",
     "AttemptTimeoutError",
     "BreakerState",
+    "BreakerStore",
+    "BreakerStoreFailed",
     "BreakerTransition",
     "BulkheadFullError",
     "CallRejectedError",

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from fastapi.responses import PlainTextResponse
 
 import tierpolicy
+from redisserver import TIMEOUTS
 from tierpolicy.adapters.fastapi import (
     PROBLEM_MEDIA_TYPE,
     ProblemException,
@@ -696,7 +697,7 @@ def test_the_same_route_against_real_redis(redis_server, redis_prefix):
     """With the Redis store, allowed requests carry the headers and the fourth gets the 429 problem."""
 
     async def run() -> list[httpx.Response]:
-        store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix)
+        store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)
         try:
             app = app_with(RateLimit(tierpolicy.RateLimiter(policies(PER_ADDRESS), store)), "/ping")
             return await send(app, ["/ping"] * 4)
@@ -719,7 +720,7 @@ def test_with_redis_stopped_fail_open_passes_and_fail_closed_refuses(own_redis_s
     own_redis_server.stop()
 
     async def run() -> list[httpx.Response]:
-        store = RedisRateLimitStore.from_url(own_redis_server.url, prefix=redis_prefix)
+        store = RedisRateLimitStore.from_url(own_redis_server.url, prefix=redis_prefix, **TIMEOUTS)
         try:
             app = app_with(RateLimit(tierpolicy.RateLimiter(policies(MODES), store)), "/open", "/closed")
             return await send(app, ["/open", "/closed", "/open", "/closed"])

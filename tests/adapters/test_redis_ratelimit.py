@@ -12,7 +12,7 @@ import redis
 import redis.crc
 
 import tierpolicy
-from redisserver import RedisServer, unique_prefix
+from redisserver import TIMEOUTS, RedisServer, unique_prefix
 from support import FakeClock
 from tierpolicy.adapters import rate_limit_store
 from tierpolicy.adapters.redis import SCRIPT, SCRIPT_SHA, RedisRateLimitStore
@@ -87,7 +87,7 @@ def window(quota: int, period: int) -> GcraWindow:
 
 def test_counters_use_the_servers_clock_and_carry_a_ttl(redis_server, redis_prefix):
     """Without an injected clock the script reads TIME; every written key gets a TTL no longer than its windows."""
-    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix)
+    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)
     step = store.hit_many([Hit("rl:{t}:ttl:t", (window(60, 60), window(10, 1)))])
     assert step.allowed
     raw = redis.Redis.from_url(redis_server.url)
@@ -102,7 +102,7 @@ def test_counters_use_the_servers_clock_and_carry_a_ttl(redis_server, redis_pref
 
 def test_a_key_expires_once_its_windows_have_refilled(redis_server, redis_prefix):
     """A counter disappears from Redis when its windows are full again: no key lives forever."""
-    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix)
+    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)
     store.hit_many([Hit("rl:{e}:exp:e", (window(5, 1),))])
     raw = redis.Redis.from_url(redis_server.url)
     assert raw.exists(redis_prefix + "rl:{e}:exp:e") == 1
@@ -116,7 +116,7 @@ def test_a_key_expires_once_its_windows_have_refilled(redis_server, redis_prefix
 
 def test_script_flush_is_survived_transparently(redis_server, redis_prefix):
     """After SCRIPT FLUSH the next hit reloads the script (NOSCRIPT) and keeps counting."""
-    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix)
+    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)
     h = Hit("rl:{f}:flush:f", (window(2, 3600),))
     assert store.hit_many([h]).allowed
     raw = redis.Redis.from_url(redis_server.url)
@@ -131,7 +131,7 @@ def test_script_flush_is_survived_transparently(redis_server, redis_prefix):
 
 def test_async_client_reloads_after_script_flush(redis_server, redis_prefix):
     """The asyncio shell also reloads the script after NOSCRIPT."""
-    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix)
+    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)
     h = Hit("rl:{af}:flush:af", (window(2, 3600),))
     raw = redis.Redis.from_url(redis_server.url)
     raw.script_flush()
@@ -180,7 +180,7 @@ def test_a_wrong_key_type_is_a_store_error_not_an_outage(redis_server, redis_pre
     """A counter key holding a list gives StoreError (not StoreUnavailableError) with redis-py's error as cause."""
     raw = redis.Redis.from_url(redis_server.url)
     raw.rpush(redis_prefix + "rl:{w}:wrong:w", "x")
-    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix)
+    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)
     with pytest.raises(tierpolicy.StoreError) as caught:
         store.hit_many([Hit("rl:{w}:wrong:w", (window(1, 1),))])
     assert not isinstance(caught.value, tierpolicy.StoreUnavailableError)
@@ -191,7 +191,7 @@ def test_a_wrong_key_type_is_a_store_error_not_an_outage(redis_server, redis_pre
 
 def test_reset_forgets_a_counter(redis_server, redis_prefix):
     """reset() deletes the counter, giving the key its full capacity back."""
-    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix)
+    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)
     h = Hit("rl:{r}:reset:r", (window(1, 3600),))
     assert store.hit_many([h]).allowed
     assert not store.hit_many([h]).allowed
@@ -206,7 +206,7 @@ def test_reset_forgets_a_counter(redis_server, redis_prefix):
 def test_urls_choose_the_backend(redis_server):
     """memory:// gives the in-memory store, redis:// the Redis store; others are clear errors."""
     assert isinstance(rate_limit_store("memory://"), InMemoryRateLimitStore)
-    store = rate_limit_store(redis_server.url, prefix=unique_prefix())
+    store = rate_limit_store(redis_server.url, prefix=unique_prefix(), **TIMEOUTS)
     assert isinstance(store, RedisRateLimitStore)
     assert store.hit_many([Hit("rl:{u}:url:u", (window(1, 1),))]).allowed
     with pytest.raises(tierpolicy.StoreError, match="unknown store URL scheme 'mongodb'"):
@@ -236,7 +236,7 @@ def test_a_malformed_redis_url_is_a_store_error():
 
 def test_cluster_urls_reach_a_real_cluster_with_one_slot_per_partition(redis_cluster):
     """redis+cluster:// picks the cluster client; a request's keys share one slot, so its script call is legal."""
-    store = rate_limit_store(redis_cluster.url, prefix=unique_prefix())
+    store = rate_limit_store(redis_cluster.url, prefix=unique_prefix(), **TIMEOUTS)
     assert isinstance(store, RedisRateLimitStore)
     assert isinstance(store.client, redis.cluster.RedisCluster)
     seller_wide = Hit("rl:{seller-9}:per-seller:seller-9", (window(2, 3600),))
@@ -291,7 +291,7 @@ def test_four_processes_of_eight_threads_admit_exactly_the_limit(redis_server, r
 
 def test_concurrent_asyncio_tasks_admit_exactly_the_limit(redis_server, redis_prefix, policies):
     """50 concurrent acheck calls on one seller admit exactly that seller's limit (5/hour)."""
-    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix)
+    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)
     limiter = tierpolicy.RateLimiter(policies, store)
 
     async def run() -> int:
@@ -340,7 +340,7 @@ def test_limits_of_one_request_across_partitions_refund_on_denial(redis_server, 
 def test_outage_mid_run_applies_each_limits_mode_then_recovers(own_redis_server, caplog):
     """With Redis stopped: fail_open allows, fail_closed denies, local counts its share; then Redis is used again."""
     clock = FakeClock(0.0)
-    store = RedisRateLimitStore.from_url(own_redis_server.url, prefix=unique_prefix())
+    store = RedisRateLimitStore.from_url(own_redis_server.url, prefix=unique_prefix(), **TIMEOUTS)
     policies = tierpolicy.load_files({"rl.yaml": POLICY}, root="t")
     limiter = tierpolicy.RateLimiter(policies, store, replicas=4, retry_interval=5.0, clock=clock)
     ctx = {"seller": {"id": "s-1"}}
@@ -377,7 +377,7 @@ def test_outage_mid_run_applies_each_limits_mode_then_recovers(own_redis_server,
 
 def test_a_stopped_server_raises_store_unavailable_from_the_driver_error(own_redis_server):
     """The store itself translates connection errors: StoreUnavailableError from redis-py's ConnectionError."""
-    store = RedisRateLimitStore.from_url(own_redis_server.url, prefix=unique_prefix())
+    store = RedisRateLimitStore.from_url(own_redis_server.url, prefix=unique_prefix(), **TIMEOUTS)
     own_redis_server.stop()
     with pytest.raises(tierpolicy.StoreUnavailableError) as caught:
         store.hit_many([Hit("rl:{d}:down:d", (window(1, 1),))])
@@ -397,7 +397,7 @@ def test_a_stopped_server_raises_store_unavailable_from_the_driver_error(own_red
 
 def test_async_limiter_applies_failure_modes_too(own_redis_server):
     """The async check applies on_store_error exactly as the sync one does."""
-    store = RedisRateLimitStore.from_url(own_redis_server.url, prefix=unique_prefix())
+    store = RedisRateLimitStore.from_url(own_redis_server.url, prefix=unique_prefix(), **TIMEOUTS)
     policies = tierpolicy.load_files({"rl.yaml": POLICY}, root="t")
     limiter = tierpolicy.RateLimiter(policies, store, clock=FakeClock(0.0))
     own_redis_server.stop()

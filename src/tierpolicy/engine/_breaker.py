@@ -38,7 +38,7 @@ import dataclasses
 import enum
 import itertools
 import threading
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._resilience import BreakerPolicy, Outcome
@@ -155,6 +155,32 @@ class BreakerStore(Protocol):
         ...
 
     def snapshot(self, key: str, now: float) -> BreakerSnapshot:
+        """The breaker's current state and counts."""
+        ...
+
+
+@runtime_checkable
+class AsyncBreakerStore(Protocol):
+    """A breaker store that can also be awaited: one that does I/O (the Redis adapter's).
+
+    The executor's async shell awaits these methods instead of calling the blocking
+    :class:`BreakerStore` ones, so a network round trip never blocks the event loop. It
+    checks for them once, when the executor is made (``isinstance`` against this
+    protocol); the in-memory store has none of them and is called directly, as it
+    never waits. The methods mean what their :class:`BreakerStore` namesakes do.
+    """
+
+    async def aacquire(self, key: str, policy: BreakerPolicy, now: float) -> Permit | Rejection:
+        """Ask to make one call."""
+        ...
+
+    async def arecord(
+        self, key: str, policy: BreakerPolicy, permit: Permit, outcome: Outcome, duration: float, now: float
+    ) -> tuple[Transition, ...]:
+        """Record how a permitted call went; return the transitions it caused."""
+        ...
+
+    async def asnapshot(self, key: str, now: float) -> BreakerSnapshot:
         """The breaker's current state and counts."""
         ...
 

@@ -11,6 +11,12 @@ generator turns into commands; for a first attempt that succeeds, the common cas
 shells call the same steps without the generator, and start it only if that attempt
 fails or the breaker refuses it.
 
+The steps call the breaker store themselves, except in the async shell when the store
+can be awaited (an :class:`AsyncBreakerStore`, such as the Redis one): the shell then
+awaits it between the same steps (:class:`_AwaitingCall`), so a network store never
+blocks the event loop. A store that fails lets the attempt through as if the breaker
+were closed (:meth:`Executor.store_failed`).
+
 The composition order is fixed::
 
     fallback ⟶ retry ⟶ circuit breaker ⟶ timeout ⟶ bulkhead ⟶ call
@@ -33,7 +39,7 @@ import types
 import weakref
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, cast
 
-from ._breaker import InMemoryBreakerStore, Permit
+from ._breaker import AsyncBreakerStore, InMemoryBreakerStore, Permit
 from ._classification import Classification, ErrorModel
 from ._errorinfo import ErrorInfo, exception_names, public_name
 from ._exceptions import (
@@ -43,6 +49,7 @@ from ._exceptions import (
     CircuitOpenError,
     FallbackCycleError,
     ResilienceError,
+    StoreError,
 )
 from ._resilience import OperationPolicy
 from ._retry import RetryBudget, decide_retry
@@ -50,7 +57,7 @@ from ._retry import RetryBudget, decide_retry
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator, Mapping
 
-    from ._breaker import BreakerStore, Transition
+    from ._breaker import BreakerStore, Rejection, Transition
     from ._engine import Engine
     from ._resilience import BreakerPolicy, BulkheadPolicy, FallbackStep, ResilienceModel
     from ._resilience import Outcome as BreakerOutcome
@@ -192,6 +199,21 @@ class BreakerTransition:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class BreakerStoreFailed:
+    """The breaker store could not answer; the attempt went ahead as if the breaker were closed.
+
+    ``step`` is ``acquire`` (the attempt ran without a permit) or ``record`` (its
+    outcome was not counted). ``error`` is the qualified name of the store's exception
+    (``tierpolicy.engine.StoreUnavailableError`` when Redis is down) and ``message`` its text.
+    """
+
+    operation: str
+    step: str
+    error: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class FallbackUsed:
     """A fallback step answered instead of the operation."""
 
@@ -229,6 +251,7 @@ Event = (
     | AttemptFailed
     | RetryScheduled
     | BreakerTransition
+    | BreakerStoreFailed
     | FallbackUsed
     | FallbackFailed
     | GaveUp
@@ -293,6 +316,8 @@ class _Operation:
     """``policy.timeout``."""
     guarded: bool
     """Whether an attempt needs the clock before it starts (a breaker or a deadline)."""
+    awaits: bool = False
+    """Whether the async shell awaits the breaker store (a breaker, and an :class:`AsyncBreakerStore`)."""
 
 
 class _Call:
@@ -305,7 +330,14 @@ class _Call:
     the breaker rejects it. The state is what the generator kept in its locals: the
     call's start, the attempt number, the decorrelated-jitter previous delay, the
     breaker permit in hand and the last classified error.
+
+    Breaker store calls are made by the steps themselves (:meth:`begin`,
+    :meth:`succeeded`, :meth:`failed`, :meth:`abandon`), except for an
+    :class:`_AwaitingCall`, whose shell awaits them around the same steps.
     """
+
+    awaits = False
+    """Whether the shell, not the steps, calls the breaker store (see :class:`_AwaitingCall`)."""
 
     __slots__ = (
         "attempt",
@@ -341,8 +373,10 @@ class _Call:
         """Start the next attempt: ``True`` with ``timeout`` set, ``False`` if the breaker refused it.
 
         A refusal is that attempt's classified failure (``reason`` ``CIRCUIT_OPEN``): the
-        call gives up (:func:`_give_up`).
+        call gives up (:func:`_give_up`). A breaker store that fails does not refuse: the
+        attempt goes ahead without a permit (:meth:`Executor.store_failed`).
         """
+        # The store's answer is handled here as in admit(), inline: one call fewer on the hot path.
         op = self.op
         self.attempt = attempt = self.attempt + 1
         timeout = op.timeout
@@ -352,13 +386,18 @@ class _Call:
             now = self.start if attempt == 1 else ex.clock()
             breaker = op.breaker
             if breaker is not None:
-                got = ex.breaker_store.acquire(op.name, breaker, now)
-                if got.transitions:
-                    ex.transitions(op.name, got.transitions)
-                if not isinstance(got, Permit):
-                    self._rejected(got.retry_at, now)
-                    return False
-                self.permit = got
+                try:
+                    got = ex.breaker_store.acquire(op.name, breaker, now)
+                except StoreError as exc:
+                    ex.store_failed(op.name, "acquire", exc)
+                    self.permit = None
+                else:
+                    if got.transitions:
+                        ex.transitions(op.name, got.transitions)
+                    if not isinstance(got, Permit):
+                        self._rejected(got.retry_at, now)
+                        return False
+                    self.permit = got
             deadline = op.deadline
             if deadline is not None:
                 remaining = max(0.0, deadline - (now - self.start))
@@ -367,6 +406,45 @@ class _Call:
         if self.emit is not None:
             self.emit(AttemptStarted(op.name, attempt, timeout))
         return True
+
+    def next_attempt(self) -> float:
+        """Count the next attempt of an awaiting call: the clock reading to ask its breaker at.
+
+        The shell then asks the store and hands the answer to :meth:`admit`, which is
+        what :meth:`begin` does for a call whose steps call the store themselves.
+        """
+        self.attempt = attempt = self.attempt + 1
+        return self.start if attempt == 1 else self.ex.clock()
+
+    def admit(self, got: Permit | Rejection | None, now: float) -> bool:
+        """Start attempt ``attempt`` of an awaiting call, given the breaker's answer at ``now``.
+
+        ``got`` is ``None`` when the store failed: the attempt goes ahead without a
+        permit. Returns :meth:`begin`'s answer; this is the second half of
+        :meth:`begin`, which inlines it.
+        """
+        op = self.op
+        if got is not None:
+            if got.transitions:
+                self.ex.transitions(op.name, got.transitions)
+            if not isinstance(got, Permit):
+                self._rejected(got.retry_at, now)
+                return False
+        self.permit = got
+        timeout = op.timeout
+        deadline = op.deadline
+        if deadline is not None:
+            remaining = max(0.0, deadline - (now - self.start))
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        self.timeout = timeout
+        if self.emit is not None:
+            self.emit(AttemptStarted(op.name, self.attempt, timeout))
+        return True
+
+    def take_permit(self) -> Permit | None:
+        """The permit in hand, which the caller now reports to the store; none is left."""
+        permit, self.permit = self.permit, None
+        return permit
 
     def _rejected(self, retry_at: float | None, now: float) -> None:
         operation = self.op.name
@@ -399,9 +477,13 @@ class _Call:
         breaker = op.breaker
         if permit is not None and breaker is not None:
             now = ex.clock() if ended is None else ended
-            changes = ex.breaker_store.record(op.name, breaker, permit, "success", duration, now)
-            if changes:
-                ex.transitions(op.name, changes)
+            try:
+                changes = ex.breaker_store.record(op.name, breaker, permit, "success", duration, now)
+            except StoreError as exc:
+                ex.store_failed(op.name, "record", exc)
+            else:
+                if changes:
+                    ex.transitions(op.name, changes)
         if op.budget is not None:
             op.budget.record_success()
         if op.caches:
@@ -411,16 +493,26 @@ class _Call:
 
     def failed(self, exc: Exception, duration: float) -> float | None:
         """The attempt raised ``exc``: the backoff before the next attempt, or ``None`` to give up."""
+        last_class = self.classified(exc)
+        permit = self.permit
+        breaker = self.op.breaker
+        if permit is not None and breaker is not None:
+            counted = breaker.outcome_of_error(category=last_class.category, code=last_class.code)
+            self.ex.record(self.op.name, breaker, permit, counted, duration)
+        return self.retry_delay(last_class, duration)
+
+    def classified(self, exc: Exception) -> Classification:
+        """The first part of :meth:`failed`: classify the attempt's ``exc`` and keep it."""
+        self.last_exc = exc
+        self.last_class = last_class = self.ex.classify(exc, self.op.name)
+        return last_class
+
+    def retry_delay(self, last_class: Classification, duration: float) -> float | None:
+        """The rest of :meth:`failed`, once the breaker has the outcome: emit the failure, decide on a retry."""
         op = self.op
         ex = self.ex
         operation = op.name
-        self.last_exc = exc
-        self.last_class = last_class = ex.classify(exc, operation)
-        permit = self.permit
-        breaker = op.breaker
-        if permit is not None and breaker is not None:
-            counted = breaker.outcome_of_error(category=last_class.category, code=last_class.code)
-            ex.record(operation, breaker, permit, counted, duration)
+        exc = self.last_exc
         budget = op.budget
         if budget is not None:
             budget.record_failure()
@@ -465,6 +557,53 @@ class _Call:
             self.ex.record(self.op.name, breaker, permit, "ignored", 0.0)
 
 
+class _AwaitingCall(_Call):
+    """A call of the async shell whose breaker store is awaited (an :class:`AsyncBreakerStore`).
+
+    Its steps are :class:`_Call`'s, but they never call the store: the shell asks for
+    the permit (:meth:`next_attempt`, then :meth:`admit` with the store's answer) and
+    reports each outcome (taking the permit with :meth:`take_permit`, so that
+    :meth:`succeeded` and :meth:`failed` find none to report). On the generator's path,
+    :func:`_steps` yields :class:`_Acquire` and :class:`_Record` for the shell to await.
+    """
+
+    __slots__ = ()
+    awaits = True
+
+
+class _Acquire:
+    """Store command of an awaiting call: ask the breaker for a permit at ``now``.
+
+    The shell puts the store's answer in ``answer`` (``None`` if the store failed) and
+    sends ``None``. Mutable, unlike the public commands, so that the generator's send
+    type stays :data:`Outcome` ``| None``.
+    """
+
+    __slots__ = ("answer", "now")
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.answer: Permit | Rejection | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Record:
+    """Store command of an awaiting call: report how the attempt under ``permit`` went.
+
+    The shell reads the clock for it (as :meth:`Executor.record` does), emits the
+    transitions and sends ``None``.
+    """
+
+    permit: Permit
+    outcome: BreakerOutcome
+    duration: float
+
+
+if TYPE_CHECKING:
+    _Plan = Generator[Command | _Acquire | _Record, Outcome | None, None]
+    """The generator of one call's commands (and, for an awaiting call, its store commands)."""
+
+
 class CallPlan:
     """The sans-IO state machine of one call; fresh per call, never shared.
 
@@ -495,30 +634,51 @@ class CallPlan:
 
 def _plan(ex: Executor, op: _Operation) -> Generator[Command, Outcome | None, None]:
     """One call, as a generator of commands that is sent each command's outcome."""
-    yield from _steps(_Call(ex, op), None)
+    # A plain _Call calls the store itself: its plan yields no store commands.
+    return cast("Generator[Command, Outcome | None, None]", _steps(_Call(ex, op), None))
 
 
-def _steps(call: _Call, outcome: Outcome | None) -> Generator[Command, Outcome | None, None]:
+def _steps(call: _Call, outcome: Outcome | None) -> _Plan:
     """The rest of ``call`` as commands; ``outcome`` is that of an attempt already made, if any.
 
     With ``outcome`` ``None`` the next command is the next attempt; otherwise the
     attempt ``call.attempt`` was made (by a shell's fast path) and this is how it went.
+    An awaiting call's store calls are commands too, at the points where a plain
+    call's steps make them, so both emit the same events in the same order.
     """
+    awaits = call.awaits
     while True:
         if outcome is None:
-            if not call.begin():
+            if awaits:
+                now = call.next_attempt()
+                ask = _Acquire(now)
+                yield ask
+                admitted = call.admit(ask.answer, now)
+            else:
+                admitted = call.begin()
+            if not admitted:
                 break
             try:
                 outcome = yield Attempt(call.attempt, call.timeout)
             except GeneratorExit:
-                call.abandon()
+                if not awaits:  # an awaiting call's shell hands the permit back itself
+                    call.abandon()
                 raise
         if type(outcome) is Success:
+            if awaits:
+                yield from _recorded(call, "success", outcome.duration)
             call.succeeded(outcome.value, outcome.duration)
             yield Done(outcome.value)
             return
         assert isinstance(outcome, Failure)  # noqa: S101  the shell reports an outcome
-        delay = call.failed(outcome.exception, outcome.duration)
+        if awaits:
+            last_class = call.classified(outcome.exception)
+            breaker = cast("BreakerPolicy", call.op.breaker)
+            counted = breaker.outcome_of_error(category=last_class.category, code=last_class.code)
+            yield from _recorded(call, counted, outcome.duration)
+            delay = call.retry_delay(last_class, outcome.duration)
+        else:
+            delay = call.failed(outcome.exception, outcome.duration)
         if delay is None:
             break
         outcome = None
@@ -526,7 +686,14 @@ def _steps(call: _Call, outcome: Outcome | None) -> Generator[Command, Outcome |
     yield from _give_up(call)
 
 
-def _give_up(call: _Call) -> Generator[Command, Outcome | None, None]:
+def _recorded(call: _Call, outcome: BreakerOutcome, duration: float) -> _Plan:
+    """An awaiting call's report of its attempt to the breaker, if it holds a permit."""
+    permit = call.take_permit()
+    if permit is not None:
+        yield _Record(permit, outcome, duration)
+
+
+def _give_up(call: _Call) -> _Plan:
     """No further attempt: the fallback chain, then :class:`Fail` if nothing answered."""
     op, ex, emit = call.op, call.ex, call.emit
     operation, last_class, reason = op.name, call.last_class, call.reason
@@ -603,7 +770,9 @@ class Executor:
         sleep: Blocking sleep of the sync shell.
         async_sleep: Awaitable sleep of the async shell.
         random: Returns a float in [0, 1) for jitter.
-        breaker_store: Where breaker state lives (default: in memory, per executor).
+        breaker_store: Where breaker state lives (default: in memory, per executor). If
+            it also has the :class:`AsyncBreakerStore` methods, the async shell awaits
+            them; if it raises :class:`StoreError`, calls go ahead unguarded.
         cache: Where last good results live (default: in memory, per executor).
         handlers: Operation -> function, for ``operation`` fallback steps.
         on_event: Called with each event, synchronously, in order.
@@ -633,6 +802,11 @@ class Executor:
         self._random = random if random is not None else _random.Random().random  # noqa: S311  jitter, not crypto
         self.breaker_store: BreakerStore = (
             breaker_store if breaker_store is not None else InMemoryBreakerStore()
+        )
+        # Checked once here: the async shell of an operation with a breaker awaits a
+        # store that can be awaited; the in-memory store is called as it is.
+        self._async_store: AsyncBreakerStore | None = (
+            self.breaker_store if isinstance(self.breaker_store, AsyncBreakerStore) else None
         )
         self.cache: ResultCache = cache if cache is not None else InMemoryResultCache()
         self._handlers: dict[str, Callable[..., Any]] = dict(handlers or {})
@@ -788,6 +962,7 @@ class Executor:
                 breaker=policy.breaker,
                 timeout=policy.timeout,
                 guarded=policy.breaker is not None or (retry is not None and retry.deadline is not None),
+                awaits=policy.breaker is not None and self._async_store is not None,
             )
             self._operations[name] = found
             return found
@@ -796,8 +971,23 @@ class Executor:
         self, operation: str, breaker: BreakerPolicy, permit: Permit, outcome: BreakerOutcome, duration: float
     ) -> None:
         """Report an attempt's outcome to the breaker store and emit its transitions."""
-        changes = self.breaker_store.record(operation, breaker, permit, outcome, duration, self.clock())
+        try:
+            changes = self.breaker_store.record(operation, breaker, permit, outcome, duration, self.clock())
+        except StoreError as exc:
+            self.store_failed(operation, "record", exc)
+            return
         self.transitions(operation, changes)
+
+    def store_failed(self, operation: str, step: str, exc: StoreError) -> None:
+        """The breaker store raised ``exc`` at ``step`` (``acquire`` or ``record``): emit it, go on.
+
+        A breaker exists so that a failing dependency does not take its callers down;
+        a failing breaker store must not either. So the attempt goes ahead as if the
+        breaker were closed (without a permit, so nothing is recorded for it), and an
+        outcome the store could not take is dropped.
+        """
+        if self.listener is not None:
+            self.emit(BreakerStoreFailed(operation, step, _qualified(exc), str(exc)))
 
     def transitions(self, operation: str, changes: tuple[Transition, ...]) -> None:
         """Emit a :class:`BreakerTransition` for each state change the store reported."""
@@ -835,7 +1025,7 @@ class Executor:
 
     def _drive(
         self,
-        plan: Generator[Command, Outcome | None, None],
+        plan: _Plan,
         op: _Operation,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
@@ -864,6 +1054,7 @@ class Executor:
             raise
         if isinstance(command, Done):
             return command.value
+        assert isinstance(command, Fail)  # noqa: S101  a plain call's plan yields no store commands
         raise command.error from command.cause
 
     def _attempt(
@@ -940,6 +1131,8 @@ class Executor:
         chain: tuple[str, ...],
     ) -> object:
         op = self._operations.get(operation) or self._operation(operation)
+        if op.awaits:
+            return await self._arun_awaiting(op, fn, args, kwargs, chain)
         call = _Call(self, op)
         # The fast path, as in _run.
         if not call.begin():
@@ -969,14 +1162,18 @@ class Executor:
 
     async def _adrive(
         self,
-        plan: Generator[Command, Outcome | None, None],
+        plan: _Plan,
         op: _Operation,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
         chain: tuple[str, ...],
+        awaiting: _Call | None = None,
     ) -> object:
-        """Perform the commands of ``plan`` until it is done (the slow path of :meth:`_arun`)."""
+        """Perform the commands of ``plan`` until it is done (the slow path of :meth:`_arun`).
+
+        ``awaiting``: the call, if it is an awaiting one (its plan yields store commands).
+        """
         try:
             command = next(plan)
             while True:
@@ -993,14 +1190,84 @@ class Executor:
                     command = plan.send(
                         await self._afallback(op.name, command.operation, args, kwargs, chain)
                     )
+                elif isinstance(command, _Acquire):
+                    command.answer = await self._aacquire(op, command.now)
+                    command = plan.send(None)
+                elif isinstance(command, _Record):
+                    await self._arecord(op, command.permit, command.outcome, command.duration, None)
+                    command = plan.send(None)
                 else:
                     break
         except BaseException:
             plan.close()  # hands back a breaker permit held by a cancelled attempt
+            if awaiting is not None:
+                await self._aabandon(op, awaiting)  # ... which an awaiting call's shell does
             raise
         if isinstance(command, Done):
             return command.value
+        assert isinstance(command, Fail)  # noqa: S101  the loop ends at Done or Fail
         raise command.error from command.cause
+
+    async def _arun_awaiting(
+        self,
+        op: _Operation,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        chain: tuple[str, ...],
+    ) -> object:
+        """:meth:`_arun` for an operation whose breaker store is awaited: the same steps, in the same order.
+
+        Only the store calls differ: the shell awaits them between the steps (see
+        :class:`_AwaitingCall`) rather than the steps making them.
+        """
+        call = _AwaitingCall(self, op)
+        now = call.next_attempt()
+        if not call.admit(await self._aacquire(op, now), now):
+            return await self._adrive(_give_up(call), op, fn, args, kwargs, chain, call)
+        try:
+            value, exc, started, ended = await self._aattempt(op, call.timeout, fn, args, kwargs)
+        except BaseException:
+            await self._aabandon(op, call)  # hands back the breaker permit of a cancelled attempt
+            raise
+        if exc is None:
+            permit = call.take_permit()
+            if permit is not None:
+                await self._arecord(op, permit, "success", ended - started, ended)
+            call.succeeded(value, ended - started, ended)
+            return value
+        plan = _steps(call, Failure(exc, ended - started))
+        return await self._adrive(plan, op, fn, args, kwargs, chain, call)
+
+    async def _aacquire(self, op: _Operation, now: float) -> Permit | Rejection | None:
+        """Await the store's permit for an attempt of ``op`` (``None`` if the store failed)."""
+        store = cast("AsyncBreakerStore", self._async_store)
+        try:
+            return await store.aacquire(op.name, cast("BreakerPolicy", op.breaker), now)
+        except StoreError as exc:
+            self.store_failed(op.name, "acquire", exc)
+            return None
+
+    async def _arecord(
+        self, op: _Operation, permit: Permit, outcome: BreakerOutcome, duration: float, at: float | None
+    ) -> None:
+        """Await the store's record of an attempt's outcome and emit its transitions."""
+        store = cast("AsyncBreakerStore", self._async_store)
+        now = self.clock() if at is None else at
+        try:
+            changes = await store.arecord(
+                op.name, cast("BreakerPolicy", op.breaker), permit, outcome, duration, now
+            )
+        except StoreError as exc:
+            self.store_failed(op.name, "record", exc)
+            return
+        self.transitions(op.name, changes)
+
+    async def _aabandon(self, op: _Operation, call: _Call) -> None:
+        """Hand back, as ``ignored``, the permit of an awaiting call's interrupted attempt (if any)."""
+        permit = call.take_permit()
+        if permit is not None:
+            await self._arecord(op, permit, "ignored", 0.0, None)
 
     async def _aattempt(
         self,

@@ -5,7 +5,18 @@ translated into :class:`~tierpolicy.StoreError` or
 :class:`~tierpolicy.StoreUnavailableError`, with redis-py's exception on ``__cause__``.
 """
 
+from ._breaker import RedisBreakerStore
+from ._channel import PolicyChannel, Subscription
 from ._connect import async_client, sync_client
 from ._ratelimit import SCRIPT, SCRIPT_SHA, RedisRateLimitStore
 
-__all__ = ["SCRIPT", "SCRIPT_SHA", "RedisRateLimitStore", "async_client", "sync_client"]
+__all__ = [
+    "SCRIPT",
+    "SCRIPT_SHA",
+    "PolicyChannel",
+    "RedisBreakerStore",
+    "RedisRateLimitStore",
+    "Subscription",
+    "async_client",
+    "sync_client",
+]

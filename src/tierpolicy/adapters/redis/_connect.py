@@ -90,3 +90,14 @@ def async_client(url: str, **options: Any) -> AsyncClient:  # noqa: ANN401  pass
         raise StoreError(f"bad Redis URL: {exc}", store=redact(url)) from exc
     except redis.RedisError as exc:  # a cluster client asks a node for the slot map at once
         raise translate(exc, redact(url)) from exc
+
+
+def describe(client: object) -> str:
+    """A name for the server ``client`` connects to, for messages (no password)."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", {}) if pool is not None else {}
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}"
+    if "host" in kwargs:
+        return f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+    return f"redis ({type(client).__name__})"

@@ -30,7 +30,7 @@ from redis import exceptions as rex
 from tierpolicy.engine._exceptions import StoreError
 from tierpolicy.engine._ratelimit_store import Hit, State, Step, apply_hits
 
-from ._connect import AsyncClient, SyncClient, async_client, sync_client
+from ._connect import AsyncClient, SyncClient, async_client, describe, sync_client
 from ._errors import redact, translate
 
 if TYPE_CHECKING:
@@ -140,10 +140,13 @@ class RedisRateLimitStore:
         if client is None and async_client is None and url is None:
             msg = "give a Redis client, an asyncio client or a URL"
             raise ValueError(msg)
-        self.name = redact(url) if url is not None else _describe(client or async_client)
+        self.name = redact(url) if url is not None else describe(client or async_client)
         self._codec = _Codec(prefix, self.name, clock)
         self._client = client
         self._async_client = async_client
+        # Clients passed in belong to the caller; only clients made here are closed here.
+        self._owns_client = client is None
+        self._owns_async_client = async_client is None
         self._url = url
         self._options = options or {}
         self._sha = SCRIPT_SHA
@@ -246,21 +249,11 @@ class RedisRateLimitStore:
             raise translate(exc, self.name) from exc
 
     def close(self) -> None:
-        """Close the sync client's connections (the asyncio client: :meth:`aclose`)."""
-        if self._client is not None:
+        """Close the sync client if this store made it (the asyncio client: :meth:`aclose`)."""
+        if self._client is not None and self._owns_client:
             self._client.close()
 
     async def aclose(self) -> None:
-        """Close the asyncio client's connections."""
-        if self._async_client is not None:
+        """Close the asyncio client if this store made it (from the loop it was used in)."""
+        if self._async_client is not None and self._owns_async_client:
             await self._async_client.aclose()
-
-
-def _describe(client: object) -> str:
-    pool = getattr(client, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", {}) if pool is not None else {}
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}"
-    if "host" in kwargs:
-        return f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
-    return f"redis ({type(client).__name__})"
