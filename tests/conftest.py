@@ -58,3 +58,31 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster.start()
     yield cluster
     cluster.stop()
+
+
+# ---------------------------------------------------------------- SQL databases (tests/pgserver.py)
+from pgserver import PostgresServer  # noqa: E402  an appended block keeps concurrent edits of the imports above apart
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """The machine's PostgreSQL (skip, or fail under CI=true, when it does not answer)."""
+    server = PostgresServer()
+    server.require()
+    return server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A SQLAlchemy URL of a new, empty PostgreSQL database of this test's own, dropped afterwards."""
+    with postgres_server.database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of a new, empty database of this test's own: a SQLite file, then PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

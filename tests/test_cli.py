@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,65 @@ def test_console_script_runs_on_the_shipped_policies():
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "0 errors, 0 warnings" in completed.stdout
+
+
+def test_serve_reports_bad_settings_without_a_traceback(monkeypatch, capsys, policies):
+    """A malformed environment variable is a usage error naming the variable."""
+    monkeypatch.setenv("PORT", "eighty")
+    code, _, err = run(monkeypatch, capsys, "serve", "--policies", str(policies))
+    assert code == 2
+    assert "PORT" in err
+    assert "Traceback" not in err
+
+
+def test_serve_refuses_a_missing_or_broken_policy_directory(monkeypatch, capsys, tmp_path):
+    """A missing directory is a usage error; a broken set prints its diagnostics and exits 1."""
+    code, _, err = run(monkeypatch, capsys, "serve", "--policies", str(tmp_path / "nowhere"))
+    assert (code, "no such policy directory" in err) == (2, True)
+    (tmp_path / "bad.yaml").write_text(
+        "apiVersion: tierpolicy/v1\nkind: Tiers\nmetadata: {name: x}\nspec: {tiers: 3}\n"
+    )
+    code, _, err = run(monkeypatch, capsys, "serve", "--policies", str(tmp_path))
+    assert code == 1
+    assert "bad.yaml:4:" in err
+
+
+def test_serve_starts_the_service_and_answers(tmp_path):
+    """`tierpolicy serve` on embedded defaults starts uvicorn and the evaluate endpoint answers."""
+    import socket  # noqa: PLC0415  only this test needs it
+    import time  # noqa: PLC0415  as above
+    import urllib.request  # noqa: PLC0415  as above
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path / 'tp.db'}"}
+    env.pop("REDIS_URL", None)
+    process = subprocess.Popen(  # noqa: S603  this interpreter, fixed arguments
+        [sys.executable, "-m", "tierpolicy.cli", "serve", "--policies", str(ROOT / "policies")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        body = (ROOT / "examples" / "eval-request.json").read_bytes()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/marketplace/seller/policy/evaluate",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  as above
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert len(answer["data"]["results"]) == 7
+        assert answer["meta"]["policy_version"] == answer["data"]["policy_version"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -347,3 +347,14 @@ def test_burst_is_for_gcra_only():
         + "      algorithm: sliding_window\n"
     )
     assert codes(body) == [("TP208", 6, 18)]
+
+
+def test_a_key_or_partition_that_is_not_a_string_at_run_time_raises():
+    """Context values of the wrong type reach the key at run time: ConditionError, not a bad counter."""
+    [policy] = model_of(SIMPLE).limits
+    with pytest.raises(ConditionError, match="not a string"):
+        policy.counter({"seller": {"id": 42}})
+    body = SIMPLE.replace("key: seller.id", "key: seller.id\n      partition: seller.tier")
+    [partitioned] = model_of(body).limits
+    with pytest.raises(ConditionError, match=r"partition .* not a string"):
+        partitioned.counter({"seller": {"id": "s", "tier": 7}})

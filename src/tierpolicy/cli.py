@@ -206,6 +206,48 @@ def _app() -> typer.Typer:
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
     @app.command()
+    def serve(
+        policies: Annotated[
+            Path | None,
+            typer.Option("--policies", "-p", help="The policy directory (default: POLICY_DIR or policies/)."),
+        ] = None,
+        host: Annotated[
+            str | None, typer.Option(help="Interface to bind (default: HOST or 127.0.0.1).")
+        ] = None,
+        port: Annotated[int | None, typer.Option(help="Port to listen on (default: PORT or 8000).")] = None,
+    ) -> None:
+        """Run the seller service; settings come from the environment (see docs/service.md)."""
+        try:
+            import uvicorn  # noqa: PLC0415  the service extra is optional
+            from pydantic import ValidationError  # noqa: PLC0415  as above
+
+            from .service import Settings, create_app  # noqa: PLC0415  as above
+        except ImportError:
+            fail("the service needs its extra: pip install 'tierpolicy[service]'", EXIT_USAGE)
+        overrides: dict[str, object] = {
+            key: value
+            for key, value in (("policy_dir", policies), ("host", host), ("port", port))
+            if value is not None
+        }
+        try:
+            settings = Settings(**overrides)  # type: ignore[arg-type]  # validated by pydantic
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            fail(f"invalid settings: {problems}", EXIT_USAGE)
+        if not settings.policy_dir.exists():
+            fail(
+                f"{settings.policy_dir}: no such policy directory (set POLICY_DIR or --policies)", EXIT_USAGE
+            )
+        engine = load_engine(settings.policy_dir)  # a broken set is reported as `check` does
+        try:
+            application = create_app(settings, engine=engine)
+        except TierpolicyError as exc:
+            fail(str(exc))
+        uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+    @app.command()
     def version() -> None:
         """Print the tierpolicy version."""
         from importlib.metadata import version as dist_version  # noqa: PLC0415  only here

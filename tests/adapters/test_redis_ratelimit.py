@@ -419,3 +419,73 @@ def test_server_fixture_restarts_on_the_same_port(own_redis_server: RedisServer)
     own_redis_server.start()
     assert own_redis_server.port == port
     assert own_redis_server.ping()
+
+
+def test_a_store_from_a_url_follows_the_event_loop(redis_server, redis_prefix):
+    """asyncio.run twice with one store works: a new loop gets a new asyncio client."""
+    store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)
+    h = Hit("rl:{loop}:loop:loop", (window(2, 3600),))
+
+    async def once() -> bool:
+        allowed = (await store.ahit_many([h])).allowed
+        await store.aclose()
+        return allowed
+
+    assert [asyncio.run(once()) for _ in range(3)] == [True, True, False]
+
+
+# --------------------------------------------------------------------------- boundaries
+
+
+def test_unsupported_schemes_and_unparseable_urls_are_store_errors():
+    """A URL that is not a Redis URL fails at construction with a StoreError naming the problem."""
+    with pytest.raises(tierpolicy.StoreError, match="unsupported Redis URL scheme 'http'"):
+        RedisRateLimitStore.from_url("http://127.0.0.1/0")
+    with pytest.raises(tierpolicy.StoreError, match="unsupported Redis URL scheme ''"):
+        RedisRateLimitStore.from_url("127.0.0.1:6379")
+
+
+def test_redaction_survives_urls_it_cannot_parse():
+    """A URL urllib cannot split is named generically, never echoed."""
+    from tierpolicy.adapters.redis._errors import redact  # noqa: PLC0415  a private helper
+
+    assert redact("redis://[::1:6379/0") == "<unparseable store URL>"
+    assert redact("redis://:pw@host:1/0") == "redis://:***@host:1/0"
+    assert redact("redis://host:1/0") == "redis://host:1/0"
+
+
+def test_an_unreadable_or_contradicting_script_reply_is_a_store_error():
+    """A reply the client cannot read, or whose decision differs from the engine's, raises StoreError."""
+    from tierpolicy.adapters.redis._ratelimit import _Codec  # noqa: PLC0415  the I/O-free half
+
+    codec = _Codec("p:", "redis://test")
+    h = Hit("rl:{c}:c:c", (window(1, 60),))
+    with pytest.raises(tierpolicy.StoreError, match="unexpected reply"):
+        codec.step([h], [b"not a number", 1, b""])
+    with pytest.raises(tierpolicy.StoreError, match="disagree"):
+        codec.step([h], [1_700_000_000_000_000, 0, b""])  # a fresh key: the engine allows, the script says no
+    assert codec.step(
+        [h], [1_700_000_000_000_000, 1, "g,5"]
+    ).allowed  # str replies (decode_responses) work too
+
+
+def test_sync_ping_and_reset_report_an_outage(own_redis_server):
+    """ping() answers while Redis runs; ping and reset raise StoreUnavailableError once it stops."""
+    store = RedisRateLimitStore.from_url(own_redis_server.url, prefix=unique_prefix())
+    store.ping()
+    own_redis_server.stop()
+    with pytest.raises(tierpolicy.StoreUnavailableError):
+        store.ping()
+    with pytest.raises(tierpolicy.StoreUnavailableError):
+        store.reset("rl:{x}:x:x")
+    store.close()
+
+
+def test_clients_passed_in_are_used_and_left_open(redis_server, redis_prefix):
+    """A store given clients uses them and does not close them: they belong to the caller."""
+    client = redis.Redis.from_url(redis_server.url)
+    store = RedisRateLimitStore(client, prefix=redis_prefix)
+    assert store.hit_many([Hit("rl:{k}:k:k", (window(1, 60),))]).allowed
+    store.close()
+    assert client.ping()
+    client.close()

@@ -32,7 +32,7 @@ through. Driver errors (Redis, SQL, HTTP) are translated at the adapter boundary
     │   ├── BulkheadFullError           no concurrency slot freed in time
     │   └── FallbackCycleError          an operation fallback would loop
     ├── AttemptTimeoutError             (also TimeoutError) an attempt ran past its timeout
-    └── StoreError                      a shared store (Redis) failed; the driver's
+    └── StoreError                      a store (Redis, SQL) failed; the driver's
         │                               error stays on ``__cause__``
         └── StoreUnavailableError       (also ConnectionError) unreachable, timed out
                                         or refusing writes; rate limits apply their
@@ -290,7 +290,7 @@ class AttemptTimeoutError(TierpolicyError, TimeoutError):
 
 
 class StoreError(TierpolicyError):
-    """A shared store (Redis) answered with an error, or an answer the library cannot read.
+    """A store (Redis, a SQL database) answered with an error, or an answer the library cannot read.
 
     Adapters raise it ``from`` the driver's exception, which stays on ``__cause__``.
 

@@ -87,22 +87,6 @@ class GcraResult(NamedTuple):
     tats: tuple[int, ...]
 
 
-def gcra_window(tat: int | None, now: int, window: GcraWindow, cost: int) -> tuple[WindowResult, int]:
-    """Check one window; return its result and the TAT to store if the request goes ahead."""
-    interval = window.emission_interval
-    base = now if tat is None or tat < now else tat
-    new_tat = base + interval * cost
-    allow_at = new_tat - window.tolerance
-    if now >= allow_at:
-        return WindowResult(True, (now - allow_at) // interval, (new_tat - now) / US, 0.0), new_tat  # noqa: FBT003  positional for speed
-    return WindowResult(
-        False,  # noqa: FBT003  positional for speed
-        max(0, (window.tolerance - (base - now)) // interval),
-        (base - now) / US,
-        (allow_at - now) / US,
-    ), base
-
-
 def gcra(tats: Sequence[int | None], now: int, windows: Sequence[GcraWindow], cost: int = 1) -> GcraResult:
     """Check every window, then update all only if all allow.
 
@@ -115,7 +99,7 @@ def gcra(tats: Sequence[int | None], now: int, windows: Sequence[GcraWindow], co
     if cost < 0:
         msg = "the cost of a request cannot be negative"
         raise ValueError(msg)
-    # gcra_window inlined: this loop runs on every hit.
+    # One window's step, inlined: this loop runs on every hit.
     results: list[WindowResult] = []
     new: list[int] = []
     allowed = True

@@ -10,16 +10,11 @@ kept on ``__cause__``.
 
 from __future__ import annotations
 
-import contextlib
 import urllib.parse
-from typing import TYPE_CHECKING
 
 from redis import exceptions as rex
 
 from tierpolicy.engine._exceptions import StoreError, StoreUnavailableError
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     rex.ConnectionError,  # includes AuthenticationError, BusyLoadingError, MaxConnectionsError
@@ -52,12 +47,3 @@ def translate(exc: BaseException, store: str) -> StoreError:
     if isinstance(exc, _UNAVAILABLE):
         return StoreUnavailableError(f"Redis is unavailable: {type(exc).__name__}: {exc}", store=store)
     return StoreError(f"Redis failed: {type(exc).__name__}: {exc}", store=store)
-
-
-@contextlib.contextmanager
-def translated(store: str) -> Iterator[None]:
-    """Re-raise redis-py's exceptions (and socket errors) as the library's, ``from`` the original."""
-    try:
-        yield
-    except (rex.RedisError, OSError) as exc:
-        raise translate(exc, store) from exc

@@ -21,6 +21,7 @@ client call.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.resources
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,7 @@ class RedisRateLimitStore:
         # Clients passed in belong to the caller; only clients made here are closed here.
         self._owns_client = client is None
         self._owns_async_client = async_client is None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
         self._url = url
         self._options = options or {}
         self._sha = SCRIPT_SHA
@@ -180,12 +182,20 @@ class RedisRateLimitStore:
 
     @property
     def async_client(self) -> AsyncClient:
-        """The asyncio client (created from the URL on first use)."""
+        """The asyncio client (created from the URL on first use, and again in a new event loop).
+
+        redis-py's asyncio connections belong to the loop that opened them; a store made
+        from a URL therefore opens a fresh client when it is used from another loop
+        (``asyncio.run`` called twice, a test per loop). A client passed in is used as is.
+        """
+        if self._owns_async_client and self._url is not None:
+            loop = asyncio.get_running_loop()
+            if self._async_client is None or self._async_loop is not loop:
+                self._async_client = async_client(self._url, **self._options)
+                self._async_loop = loop
         if self._async_client is None:
-            if self._url is None:
-                msg = "this store was given only a sync client: use hit_many"
-                raise StoreError(msg, store=self.name)
-            self._async_client = async_client(self._url, **self._options)
+            msg = "this store was given only a sync client: use hit_many"
+            raise StoreError(msg, store=self.name)
         return self._async_client
 
     # ------------------------------------------------------------------ sync shell
@@ -198,7 +208,7 @@ class RedisRateLimitStore:
             except rex.NoScriptError:
                 client.script_load(SCRIPT)
                 return client.evalsha(self._sha, len(keys), *keys, *args)
-        except rex.RedisError as exc:
+        except (rex.RedisError, OSError) as exc:
             raise translate(exc, self.name) from exc
 
     def hit_many(self, hits: Sequence[Hit]) -> Step:
@@ -226,7 +236,7 @@ class RedisRateLimitStore:
             except rex.NoScriptError:
                 await client.script_load(SCRIPT)
                 return await client.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]  # as above
-        except rex.RedisError as exc:
+        except (rex.RedisError, OSError) as exc:
             raise translate(exc, self.name) from exc
 
     async def ahit_many(self, hits: Sequence[Hit]) -> Step:
@@ -241,11 +251,29 @@ class RedisRateLimitStore:
 
     # ------------------------------------------------------------------ admin
 
+    def ping(self) -> None:
+        """Check that Redis answers (readiness probes).
+
+        Raises:
+            StoreUnavailableError: It does not.
+        """
+        try:
+            self.client.ping()
+        except (rex.RedisError, OSError) as exc:
+            raise translate(exc, self.name) from exc
+
+    async def aping(self) -> None:
+        """:meth:`ping` over the asyncio client."""
+        try:
+            await self.async_client.ping()  # type: ignore[misc]  # redis-py types ping as sync or async
+        except (rex.RedisError, OSError) as exc:
+            raise translate(exc, self.name) from exc
+
     def reset(self, key: str) -> None:
         """Forget a counter (an admin action); ``key`` as in :class:`Hit`."""
         try:
             self.client.delete(self._codec.prefix + key)
-        except rex.RedisError as exc:
+        except (rex.RedisError, OSError) as exc:
             raise translate(exc, self.name) from exc
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""The store's Alembic environment, run by :mod:`tierpolicy.adapters.sqlalchemy._migrate`."""

@@ -1,0 +1,209 @@
+"""Every error of the service as RFC 9457 problem details, built from the errors policy.
+
+The service never answers an error with anything but ``application/problem+json``:
+validation errors, unknown routes, wrong methods, refused rate limits and unexpected
+exceptions alike. Each problem is classified by the active policy set's ``Errors``
+rules (the service's own errors carry their code as ``reason`` in the
+``seller.marketplace`` domain; routing errors carry their HTTP status), so support sees
+the same stable codes here as everywhere else. The request id is in the body and in the
+``X-Request-ID`` header; exception text and stack traces never are.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+from typing import TYPE_CHECKING
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tierpolicy.adapters.fastapi import PROBLEM_MEDIA_TYPE, ProblemException
+from tierpolicy.engine._errorinfo import ErrorInfo
+from tierpolicy.engine._exceptions import NoErrorsPolicyError, TierpolicyError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from fastapi import FastAPI, Request
+
+    from tierpolicy.engine._engine import Engine
+
+logger = logging.getLogger("tierpolicy.service")
+
+SERVICE_DOMAIN = "seller.marketplace"
+"""The ``domain`` of errors the service raises itself (see ``policies/errors.yaml``)."""
+
+
+class ServiceError(TierpolicyError):
+    """An error the service answers with a problem: its code is the ``reason``.
+
+    Args:
+        code: The error code (``SELLER_NOT_FOUND``, ``VALIDATION_FAILED`` ...).
+        detail: What went wrong, for the caller (safe to show).
+        status: The HTTP status, for codes the errors policy matches by status.
+        extra: Extension members of the problem (``errors``, ``location`` ...).
+        headers: Response headers to add.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        detail: str | None = None,
+        *,
+        status: int | None = None,
+        extra: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or code)
+        self.code = code
+        self.detail = detail
+        self.status = status
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+
+def request_id(request: Request) -> str:
+    """The request's id (set by the request-id middleware)."""
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else ""
+
+
+def build_problem(
+    engine: Engine,
+    *,
+    instance: str,
+    rid: str,
+    reason: str | None = None,
+    status: int | None = None,
+    detail: str | None = None,
+) -> dict[str, object]:
+    """The problem for an error, classified by ``engine``'s errors policy."""
+    info = ErrorInfo(
+        types=("tierpolicy.service.ServiceError",),
+        status=status,
+        reason=reason,
+        domain=SERVICE_DOMAIN if reason is not None else None,
+    )
+    try:
+        classification = engine.classify(info)
+    except NoErrorsPolicyError:
+        # A policy set without an Errors document still answers problems, plainly.
+        code = status or 500
+        problem: dict[str, object] = {
+            "type": "about:blank",
+            "title": http.HTTPStatus(code).phrase,
+            "status": code,
+            "detail": detail or http.HTTPStatus(code).description,
+            "instance": instance,
+            "code": reason or http.HTTPStatus(code).name,
+            "request_id": rid,
+        }
+        return problem
+    problem = classification.to_problem(instance=instance, request_id=rid, detail=detail)
+    if status is not None and classification.status != status:
+        # The policy classified a routing status under a code of another status (e.g. a
+        # 405 under the catch-all): the HTTP status of the answer stays the true one.
+        problem["status"] = status
+    return problem
+
+
+def problem_response(
+    request: Request, problem: Mapping[str, object], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An ``application/problem+json`` response carrying ``problem``."""
+    status = problem.get("status")
+    return JSONResponse(
+        dict(problem),
+        status_code=status if isinstance(status, int) else 500,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers={**(headers or {}), "X-Request-ID": request_id(request)},
+    )
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.holder.engine
+    return engine
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)  # noqa: S101  registered for ServiceError only
+    problem = build_problem(
+        _engine(request),
+        instance=request.url.path,
+        rid=request_id(request),
+        reason=exc.code,
+        status=exc.status,
+        detail=exc.detail,
+    )
+    problem.update(exc.extra)
+    return problem_response(request, problem, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # noqa: S101  registered for HTTPException only
+    # Starlette's default detail is the status phrase: the policy's own message is better.
+    detail = exc.detail if exc.detail != http.HTTPStatus(exc.status_code).phrase else None
+    problem = build_problem(
+        _engine(request),
+        instance=request.url.path,
+        rid=request_id(request),
+        status=exc.status_code,
+        detail=detail,
+    )
+    return problem_response(request, problem, exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101  registered for RequestValidationError only
+    errors = [
+        {
+            "location": "/".join(str(part) for part in error.get("loc", ())),
+            "message": str(error.get("msg", "")),
+        }
+        for error in exc.errors()
+    ]
+    first = errors[0] if errors else {"location": "", "message": "invalid request"}
+    problem = build_problem(
+        _engine(request),
+        instance=request.url.path,
+        rid=request_id(request),
+        reason="VALIDATION_FAILED",
+        status=422,
+        detail=f"{first['location']}: {first['message']}" if first["location"] else first["message"],
+    )
+    problem["errors"] = errors
+    return problem_response(request, problem)
+
+
+async def _problem_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemException)  # noqa: S101  registered for ProblemException only
+    # Re-classified by the errors policy so a 429 carries the registry's RATE_LIMITED
+    # code and type; the adapter's extension members (limit, window...) are kept.
+    detail = exc.problem.get("detail")
+    problem = build_problem(
+        _engine(request),
+        instance=request.url.path,
+        rid=request_id(request),
+        status=exc.status_code,
+        detail=detail if isinstance(detail, str) else None,
+    )
+    for member, value in exc.problem.items():
+        problem.setdefault(member, value)
+    return problem_response(request, problem, exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+    problem = build_problem(_engine(request), instance=request.url.path, rid=request_id(request), status=500)
+    return problem_response(request, problem)
+
+
+def install(app: FastAPI) -> None:
+    """Answer every error of ``app`` with a problem."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(ProblemException, _problem_exception)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
