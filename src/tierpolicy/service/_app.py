@@ -18,7 +18,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
 
 from tierpolicy.adapters import rate_limit_store
@@ -28,6 +28,7 @@ from tierpolicy.engine._exceptions import InvalidRequestError, StoreError
 from tierpolicy.engine._ratelimiter import RateLimiter
 
 from . import _problems
+from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ._problems import ServiceError, request_id
 from ._settings import Settings
 
@@ -133,19 +134,24 @@ def _policy_router() -> APIRouter:
                 status=422,
                 extra={"errors": [{"location": exc.location, "message": str(exc)}]},
             ) from None
+        request.app.state.metrics.count_answer(answer)
         return envelope(request, answer)
 
     return router
 
 
 def _health_router() -> APIRouter:
-    router = APIRouter(prefix="/health", tags=["health"])
+    router = APIRouter(tags=["health"])
 
-    @router.get("/live", summary="The process is up")
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+
+    @router.get("/health/live", summary="The process is up")
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
-    @router.get("/ready", summary="Policies are loaded and every store answers")
+    @router.get("/health/ready", summary="Policies are loaded and every store answers")
     async def ready(request: Request) -> JSONResponse:
         checks: dict[str, dict[str, object]] = {}
         holder: PolicyHolder = request.app.state.holder
@@ -199,7 +205,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.state.holder = holder
     app.state.limiter = limiter
+    app.state.metrics = metrics = Metrics()
+    metrics.serving(holder.engine.version)
     _problems.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(_policy_router())
     app.include_router(_health_router())

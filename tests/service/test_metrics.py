@@ -1,0 +1,113 @@
+"""The service's Prometheus metrics: own registry, route templates, decisions, versions, breakers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import tierpolicy
+from tierpolicy.service import PREFIX, Settings, create_app
+from tierpolicy.service._metrics import Metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text exposition, by name and sorted labels."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.fixture(scope="module")
+def engine() -> tierpolicy.Engine:
+    """The shipped policies."""
+    return tierpolicy.load(ROOT / "policies")
+
+
+def run(app, *requests: tuple[str, str, dict[str, object]]) -> list[httpx.Response]:
+    """Send requests to ``app`` in one event loop."""
+
+    async def go() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            return [await client.request(method, path, **kwargs) for method, path, kwargs in requests]  # type: ignore[arg-type]
+
+    return asyncio.run(go())
+
+
+def test_metrics_count_requests_by_route_template_and_decisions_by_outcome(engine):
+    """Requests are labelled by route template (unmatched paths share one label); decisions by kind and outcome."""
+    app = create_app(Settings(), engine=engine)
+    body = (ROOT / "examples" / "eval-request.json").read_bytes()
+    *_, scraped = run(
+        app,
+        ("POST", f"{PREFIX}/policy/evaluate", {"content": body}),
+        ("GET", "/no/such/path/123", {}),
+        ("GET", "/no/such/path/456", {}),
+        ("GET", "/metrics", {}),
+    )
+    assert scraped.headers["content-type"].startswith("text/plain")
+    found = samples(scraped.text)
+    evaluate = (("method", "POST"), ("route", f"{PREFIX}/policy/evaluate"), ("status", "200"))
+    assert found["tierpolicy_http_requests_total", evaluate] == 1
+    assert (
+        found[
+            "tierpolicy_http_requests_total", (("method", "GET"), ("route", "<unmatched>"), ("status", "404"))
+        ]
+        == 2
+    )
+    assert found["tierpolicy_decisions_total", (("kind", "feature"), ("outcome", "allow"))] == 2
+    assert found["tierpolicy_decisions_total", (("kind", "feature"), ("outcome", "error"))] == 1
+    assert found["tierpolicy_decisions_total", (("kind", "tier"), ("outcome", "keep"))] == 1
+    assert found["tierpolicy_policy_version_info", (("version", engine.version),)] == 1
+    assert (
+        found[
+            "tierpolicy_http_request_duration_seconds_count",
+            (("method", "POST"), ("route", f"{PREFIX}/policy/evaluate")),
+        ]
+        == 1
+    )
+
+
+def test_each_application_has_its_own_registry(engine):
+    """Two applications in one process never share counts."""
+    first, second = create_app(Settings(), engine=engine), create_app(Settings(), engine=engine)
+    run(first, ("GET", "/health/live", {}))
+    [scraped] = run(second, ("GET", "/metrics", {}))
+    assert (
+        "tierpolicy_http_requests_total",
+        (("method", "GET"), ("route", "/health/live"), ("status", "200")),
+    ) not in samples(scraped.text)
+
+
+def test_version_breaker_and_reload_metrics_move_as_told():
+    """Serving a new version replaces the old label; a breaker has exactly one state at 1; reload failures count."""
+    metrics = Metrics()
+    metrics.serving("aaaa")
+    metrics.serving("bbbb")
+    metrics.breaker("payments.capture", "open")
+    metrics.reload_failures.inc()
+    metrics.rate_limit_denials.labels(limit="seller-api", fallback="none").inc()
+    found = samples(metrics.render().decode())
+    assert ("tierpolicy_policy_version_info", (("version", "aaaa"),)) not in found
+    assert found["tierpolicy_policy_version_info", (("version", "bbbb"),)] == 1
+    states = {labels[1][1]: v for (name, labels), v in found.items() if name == "tierpolicy_breaker_state"}
+    assert states == {"closed": 0, "open": 1, "half_open": 0}
+    assert found["tierpolicy_policy_reload_failures_total", ()] == 1
+    assert found["tierpolicy_rate_limit_denials_total", (("fallback", "none"), ("limit", "seller-api"))] == 1
+
+
+def test_answers_without_results_or_with_odd_results_are_ignored():
+    """Counting tolerates answers that carry no list of results, and results that are not objects."""
+    metrics = Metrics()
+    metrics.count_answer({"results": None})
+    metrics.count_answer({"results": ["x", {"kind": "limit", "status": "ok", "decision": {"value": 3}}]})
+    found = samples(metrics.render().decode())
+    assert found["tierpolicy_decisions_total", (("kind", "limit"), ("outcome", "ok"))] == 1
