@@ -237,8 +237,20 @@ def test_serve_starts_the_service_and_answers(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path / 'tp.db'}"}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'tp.db'}",
+        "JWT_SECRET": "a-development-secret-of-32-bytes-or-more",
+    }
     env.pop("REDIS_URL", None)
+    minted = subprocess.run(
+        [sys.executable, "-m", "tierpolicy.cli", "token", "--role", "service", "--subject", "readme"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     process = subprocess.Popen(  # noqa: S603  this interpreter, fixed arguments
         [sys.executable, "-m", "tierpolicy.cli", "serve", "--policies", str(ROOT / "policies")],
         env=env,
@@ -253,7 +265,7 @@ def test_serve_starts_the_service_and_answers(tmp_path):
                 request = urllib.request.Request(
                     f"http://127.0.0.1:{port}/api/marketplace/seller/policy/evaluate",
                     data=body,
-                    headers={"Content-Type": "application/json"},
+                    headers={"Content-Type": "application/json", "Authorization": f"Bearer {minted}"},
                 )
                 with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  as above
                     answer = json.loads(response.read())
@@ -267,3 +279,34 @@ def test_serve_starts_the_service_and_answers(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_token_mints_what_the_service_accepts_and_refuses_bad_roles(monkeypatch, capsys):
+    """`tierpolicy token` prints a token for JWT_SECRET; a bad role or no secret is a usage error."""
+    from tierpolicy.service import Authenticator, Settings  # noqa: PLC0415  only this test
+
+    monkeypatch.setenv("JWT_SECRET", "a-development-secret-of-32-bytes-or-more")
+    code, out, _ = run(monkeypatch, capsys, "token", "--role", "admin", "--subject", "ana")
+    assert code == 0
+    principal = Authenticator.from_settings(Settings()).decode(out.strip())
+    assert (principal.role, principal.subject) == ("admin", "ana")
+    code, _, err = run(monkeypatch, capsys, "token", "--role", "root", "--subject", "ana")
+    assert code == 2
+    assert "role" in err
+    monkeypatch.delenv("JWT_SECRET")
+    code, _, err = run(monkeypatch, capsys, "token", "--role", "admin", "--subject", "ana")
+    assert (code, "JWT_SECRET" in err) == (2, True)
+
+
+def test_db_upgrade_migrates_the_database_url(monkeypatch, capsys, tmp_path):
+    """`tierpolicy db upgrade` brings DATABASE_URL to the latest revision and says which."""
+    from tierpolicy.adapters.sqlalchemy import head  # noqa: PLC0415  only this test
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'up.db'}")
+    code, out, _ = run(monkeypatch, capsys, "db", "upgrade")
+    assert code == 0
+    assert head() in out
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    code, _, err = run(monkeypatch, capsys, "db", "upgrade")
+    assert code == 1
+    assert "Traceback" not in err

@@ -248,6 +248,68 @@ def _app() -> typer.Typer:
         uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level)
 
     @app.command()
+    def token(
+        role: Annotated[str, typer.Option(help="seller, admin or service.")],
+        subject: Annotated[str, typer.Option(help="The token's subject (sub): who acts.")],
+        seller_id: Annotated[
+            str | None, typer.Option("--seller-id", help="The seller of a seller token.")
+        ] = None,
+        ttl: Annotated[float, typer.Option(help="Seconds until it expires.")] = 3600,
+        private_key: Annotated[
+            Path | None, typer.Option("--private-key", help="An RSA private key (PEM) to sign RS256 with.")
+        ] = None,
+    ) -> None:
+        """Mint a bearer token for the service (JWT_SECRET from the environment, or --private-key)."""
+        try:
+            from pydantic import ValidationError  # noqa: PLC0415  the service extra is optional
+
+            from .service import AuthSetupError, Settings, mint_token  # noqa: PLC0415  as above
+        except ImportError:
+            fail("minting tokens needs the service extra: pip install 'tierpolicy[service]'", EXIT_USAGE)
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            fail(f"invalid settings: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", EXIT_USAGE)
+        key = None
+        if private_key is not None:
+            try:
+                key = private_key.read_bytes()
+            except OSError as exc:
+                fail(f"{private_key}: cannot read: {exc.strerror}", EXIT_USAGE)
+        try:
+            minted = mint_token(
+                None if key is not None and settings.jwt_secret is None else settings,
+                role=role,
+                subject=subject,
+                seller_id=seller_id,
+                ttl=ttl,
+                private_key=key,
+            )
+        except (AuthSetupError, ValueError) as exc:
+            fail(str(exc), EXIT_USAGE)
+        sys.stdout.write(minted + "\n")
+
+    db = typer.Typer(help="Manage the service's database (DATABASE_URL).", no_args_is_help=True)
+    app.add_typer(db, name="db")
+
+    @db.command("upgrade")
+    def db_upgrade(
+        revision: Annotated[str, typer.Argument(help="The revision to reach.")] = "head",
+    ) -> None:
+        """Apply the store's migrations to DATABASE_URL."""
+        try:
+            from .adapters.sqlalchemy import current, upgrade  # noqa: PLC0415  the sql extra is optional
+            from .service import Settings  # noqa: PLC0415  as above
+        except ImportError:
+            fail("the database needs the service extra: pip install 'tierpolicy[service]'", EXIT_USAGE)
+        url = Settings().database_url
+        try:
+            upgrade(url, revision)
+            out.print(f"database at revision {current(url)}")
+        except TierpolicyError as exc:
+            fail(str(exc))
+
+    @app.command()
     def version() -> None:
         """Print the tierpolicy version."""
         from importlib.metadata import version as dist_version  # noqa: PLC0415  only here

@@ -7,17 +7,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 import tierpolicy
+from servicesupport import app_for, auth, call
 from support import SMALL_SET
-from tierpolicy.service import PREFIX, ServiceError, Settings, create_app
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
+from tierpolicy.service import PREFIX, ServiceError, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -28,22 +25,6 @@ EXAMPLE = ROOT / "examples" / "eval-request.json"
 def marketplace() -> tierpolicy.Engine:
     """The shipped marketplace policies."""
     return tierpolicy.load(POLICIES)
-
-
-def call(app: FastAPI, method: str, path: str, **kwargs: object) -> httpx.Response:
-    """One request to ``app`` in-process (server errors come back as responses, as on a real server)."""
-
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            return await client.request(method, path, **kwargs)  # type: ignore[arg-type]
-
-    return asyncio.run(go())
-
-
-def app_for(engine: tierpolicy.Engine, **settings: object) -> FastAPI:
-    """The service over ``engine`` with in-memory stores."""
-    return create_app(Settings(**settings), engine=engine)  # type: ignore[arg-type]
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
@@ -62,7 +43,13 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
 
 def test_evaluate_answers_exactly_as_tierpolicy_eval(marketplace):
     """The evaluate endpoint's data is byte for byte what `tierpolicy eval` prints for the same request."""
-    response = call(app_for(marketplace), "POST", f"{PREFIX}/policy/evaluate", content=EXAMPLE.read_bytes())
+    response = call(
+        app_for(marketplace),
+        "POST",
+        f"{PREFIX}/policy/evaluate",
+        headers=auth(),
+        content=EXAMPLE.read_bytes(),
+    )
     assert response.status_code == 200
     body = response.json()
     cli = subprocess.run(  # noqa: S603  this interpreter, fixed arguments
@@ -96,14 +83,18 @@ def test_results_keep_request_order_and_per_query_errors(marketplace):
             {"kind": "limit", "name": "active_listings"},
         ],
     }
-    data = call(app_for(marketplace), "POST", f"{PREFIX}/policy/evaluate", json=request).json()["data"]
+    data = call(
+        app_for(marketplace), "POST", f"{PREFIX}/policy/evaluate", headers=auth(), json=request
+    ).json()["data"]
     assert [r["status"] for r in data["results"]] == ["error", "ok"]
     assert data["results"][0]["error"]["type"] == "UNKNOWN_FEATURE"
 
 
 def test_an_invalid_request_is_a_validation_problem_naming_where(marketplace):
     """A request without queries is a 422 VALIDATION_FAILED problem whose errors name the member."""
-    response = call(app_for(marketplace), "POST", f"{PREFIX}/policy/evaluate", json={"context": {}})
+    response = call(
+        app_for(marketplace), "POST", f"{PREFIX}/policy/evaluate", headers=auth(), json={"context": {}}
+    )
     problem = assert_problem(response, 422, "VALIDATION_FAILED")
     assert problem["errors"][0]["location"] == "queries"
     assert "queries" in str(problem["detail"])
@@ -120,7 +111,7 @@ def test_an_invalid_request_is_a_validation_problem_naming_where(marketplace):
 )
 def test_a_body_that_is_not_json_is_a_malformed_request(marketplace, body, where):
     """Bytes that are not JSON get a 400 MALFORMED_REQUEST problem saying where."""
-    response = call(app_for(marketplace), "POST", f"{PREFIX}/policy/evaluate", content=body)
+    response = call(app_for(marketplace), "POST", f"{PREFIX}/policy/evaluate", headers=auth(), content=body)
     problem = assert_problem(response, 400, "MALFORMED_REQUEST")
     assert where in str(problem["detail"])
 
@@ -129,13 +120,19 @@ def test_a_body_over_the_limit_is_refused_declared_or_streamed(marketplace):
     """Bodies larger than MAX_BODY_BYTES are 413 whether Content-Length says so or not."""
     app = app_for(marketplace, max_body_bytes=1024)
     big = b"[" + b"1," * 2000 + b"1]"
-    assert_problem(call(app, "POST", f"{PREFIX}/policy/evaluate", content=big), 413, "PAYLOAD_TOO_LARGE")
+    assert_problem(
+        call(app, "POST", f"{PREFIX}/policy/evaluate", headers=auth(), content=big), 413, "PAYLOAD_TOO_LARGE"
+    )
 
     async def chunks():
         for _ in range(10):
             yield b" " * 200
 
-    assert_problem(call(app, "POST", f"{PREFIX}/policy/evaluate", content=chunks()), 413, "PAYLOAD_TOO_LARGE")
+    assert_problem(
+        call(app, "POST", f"{PREFIX}/policy/evaluate", headers=auth(), content=chunks()),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
 
 
 # --------------------------------------------------------------------------- ids and problems
@@ -217,7 +214,7 @@ def test_health_live_and_ready_on_embedded_defaults(marketplace):
 
 def test_ready_fails_when_redis_is_down(marketplace, own_redis_server):
     """With REDIS_URL set, readiness checks Redis: 200 while it answers, 503 once it is stopped."""
-    app = create_app(Settings(redis_url=own_redis_server.url), engine=marketplace)
+    app = app_for(marketplace, redis_url=own_redis_server.url)
 
     async def go() -> tuple[httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -295,7 +292,7 @@ def test_problem_exceptions_are_reclassified_by_the_errors_policy(marketplace):
 
 def test_the_lifespan_closes_the_stores(marketplace, redis_server):
     """Starting and stopping the application runs its lifespan, which closes the rate-limit store."""
-    app = create_app(Settings(redis_url=redis_server.url), engine=marketplace)
+    app = app_for(marketplace, redis_url=redis_server.url)
     store = app.state.limiter.store
     closed: list[str] = []
     original_aclose = store.aclose

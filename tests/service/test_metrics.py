@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import tierpolicy
-from tierpolicy.service import PREFIX, Settings, create_app
+from servicesupport import app_for, auth, calls
+from tierpolicy.service import PREFIX
 from tierpolicy.service._metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,24 +30,13 @@ def engine() -> tierpolicy.Engine:
     return tierpolicy.load(ROOT / "policies")
 
 
-def run(app, *requests: tuple[str, str, dict[str, object]]) -> list[httpx.Response]:
-    """Send requests to ``app`` in one event loop."""
-
-    async def go() -> list[httpx.Response]:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            return [await client.request(method, path, **kwargs) for method, path, kwargs in requests]  # type: ignore[arg-type]
-
-    return asyncio.run(go())
-
-
 def test_metrics_count_requests_by_route_template_and_decisions_by_outcome(engine):
     """Requests are labelled by route template (unmatched paths share one label); decisions by kind and outcome."""
-    app = create_app(Settings(), engine=engine)
+    app = app_for(engine)
     body = (ROOT / "examples" / "eval-request.json").read_bytes()
-    *_, scraped = run(
+    *_, scraped = calls(
         app,
-        ("POST", f"{PREFIX}/policy/evaluate", {"content": body}),
+        ("POST", f"{PREFIX}/policy/evaluate", {"content": body, "headers": auth()}),
         ("GET", "/no/such/path/123", {}),
         ("GET", "/no/such/path/456", {}),
         ("GET", "/metrics", {}),
@@ -78,9 +66,9 @@ def test_metrics_count_requests_by_route_template_and_decisions_by_outcome(engin
 
 def test_each_application_has_its_own_registry(engine):
     """Two applications in one process never share counts."""
-    first, second = create_app(Settings(), engine=engine), create_app(Settings(), engine=engine)
-    run(first, ("GET", "/health/live", {}))
-    [scraped] = run(second, ("GET", "/metrics", {}))
+    first, second = app_for(engine), app_for(engine)
+    calls(first, ("GET", "/health/live", {}))
+    [scraped] = calls(second, ("GET", "/metrics", {}))
     assert (
         "tierpolicy_http_requests_total",
         (("method", "GET"), ("route", "/health/live"), ("status", "200")),

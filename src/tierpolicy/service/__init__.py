@@ -10,16 +10,40 @@ Needs the ``service`` extra (``pip install 'tierpolicy[service]'``).
 """
 
 from ._app import PREFIX, RequestIdMiddleware, create_app, envelope
+from ._auth import (
+    ROLES,
+    Authenticator,
+    AuthSetupError,
+    Principal,
+    Role,
+    authenticated,
+    mint_token,
+    require_roles,
+    seller_access,
+    seller_not_found,
+    seller_scoped,
+)
 from ._problems import SERVICE_DOMAIN, ServiceError, build_problem
 from ._settings import Settings
 
 __all__ = [
     "PREFIX",
+    "ROLES",
     "SERVICE_DOMAIN",
+    "AuthSetupError",
+    "Authenticator",
+    "Principal",
     "RequestIdMiddleware",
+    "Role",
     "ServiceError",
     "Settings",
+    "authenticated",
     "build_problem",
     "create_app",
     "envelope",
+    "mint_token",
+    "require_roles",
+    "seller_access",
+    "seller_not_found",
+    "seller_scoped",
 ]

@@ -17,17 +17,20 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
 
 from tierpolicy.adapters import rate_limit_store
+from tierpolicy.adapters.sqlalchemy import Database
 from tierpolicy.engine._engine import Engine, PolicyHolder, load
 from tierpolicy.engine._evaluation import evaluate
 from tierpolicy.engine._exceptions import InvalidRequestError, StoreError
+from tierpolicy.engine._loader import load_files
 from tierpolicy.engine._ratelimiter import RateLimiter
 
-from . import _problems
+from . import _problems, _sellers
+from ._auth import Authenticator, require_roles
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ._problems import ServiceError, request_id
 from ._settings import Settings
@@ -113,6 +116,7 @@ def _policy_router() -> APIRouter:
 
     @router.post(
         "/policy/evaluate",
+        dependencies=[Depends(require_roles("service", "admin"))],
         summary="Evaluate queries against the active policy set",
         description=(
             "The request and answer of `tierpolicy eval` (see docs/evaluation.md): results in "
@@ -185,7 +189,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         PolicyLoadError: The policy directory does not load (the message lists every problem).
     """
     settings = settings or Settings()
-    holder = PolicyHolder(engine if engine is not None else load(settings.policy_dir))
+    database = Database.from_url(settings.database_url)
+    if settings.migrate_on_startup == "always" or (
+        settings.migrate_on_startup == "auto" and settings.database_url.startswith("sqlite")
+    ):
+        database.migrate()
+    if engine is None:
+        engine = _initial_engine(settings, database)
+    holder = PolicyHolder(engine)
     store = rate_limit_store(settings.redis_url or "memory://")
     limiter = RateLimiter(holder, store)
 
@@ -195,6 +206,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         yield
         await app.state.limiter.store.aclose()
         app.state.limiter.store.close()
+        app.state.database.close()
 
     app = FastAPI(
         title="tierpolicy seller service",
@@ -203,6 +215,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.database = database
+    app.state.authenticator = Authenticator.from_settings(settings)
     app.state.holder = holder
     app.state.limiter = limiter
     app.state.metrics = metrics = Metrics()
@@ -211,5 +225,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(_policy_router())
+    app.include_router(_sellers.router())
     app.include_router(_health_router())
     return app
+
+
+def _initial_engine(settings: Settings, database: Database) -> Engine:
+    """The active policy version of the store, or the policy directory when there is none."""
+    active = database.active_policy_version()
+    if active is None:
+        return load(settings.policy_dir)
+    return Engine(load_files(dict(active.files), root=f"store:{active.version}"))

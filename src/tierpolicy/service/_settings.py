@@ -38,6 +38,9 @@ class Settings(BaseSettings):
         trusted_proxies: Comma-separated proxy addresses or networks whose forwarding
             headers are believed.
         max_body_bytes: The largest request body accepted.
+        migrate_on_startup: Apply the store's migrations at startup: ``always``,
+            ``never``, or ``auto`` (the default: only for a SQLite database, the
+            embedded default; run ``tierpolicy db upgrade`` for a shared database).
     """
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
@@ -57,6 +60,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     trusted_proxies: str = ""
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    migrate_on_startup: Literal["auto", "always", "never"] = "auto"
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,0 +1,355 @@
+"""The store-backed seller routes: sellers, entitlements, tiers, metrics, re-evaluation, overrides.
+
+Each route reads the seller from the SQL store, builds the evaluation context the
+policies expect (``seller.*`` from the stored attributes plus id, tier and
+``below_since``; ``metrics.*`` from the latest snapshot) and the seller's active
+overrides, and asks the engine. Database calls are synchronous SQLAlchemy, so these
+routes are plain ``def`` functions that FastAPI runs in its thread pool, never on the
+event loop.
+
+Tier re-evaluation follows the tier decision: an upgrade is applied at once, a
+downgrade only once its grace period has passed (the start of the grace period is
+stored as ``below_since``), and a seller back in line loses its pending downgrade.
+Every change writes tier history; running it twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from tierpolicy.adapters.sqlalchemy import Audit, ConflictError, NotFoundError
+from tierpolicy.engine._context import coerce_context
+from tierpolicy.engine._decisions import Action
+
+from ._auth import Principal, require_roles, seller_access, seller_not_found
+from ._problems import ServiceError, request_id
+
+if TYPE_CHECKING:
+    from tierpolicy.adapters.sqlalchemy import Database, OverrideRecord, SellerRecord
+    from tierpolicy.engine._engine import Engine
+    from tierpolicy.engine._overrides import Override
+
+SellerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+Reader = Depends(require_roles("seller", "admin", "service"))
+Writer = Depends(require_roles("admin", "service"))
+Admin = Depends(require_roles("admin"))
+
+
+class SellerIn(BaseModel):
+    """A seller to create or replace."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tier: str = Field(min_length=1, max_length=64)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class MetricsIn(BaseModel):
+    """A metrics snapshot of one seller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metrics: dict[str, float | int]
+    taken_at: dt.datetime | None = None
+
+
+class ReevaluateIn(BaseModel):
+    """Which sellers to re-evaluate (all when ``seller_ids`` is left out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seller_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None, max_length=10_000
+    )
+
+
+class OverrideIn(BaseModel):
+    """An exception to the tier rules for one seller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(pattern="^(feature|limit|tier)$")
+    target: str = Field(min_length=1, max_length=128)
+    value: bool | int | None = None
+    reason: str = Field(min_length=1, max_length=1000)
+    expires_at: dt.datetime
+    starts_at: dt.datetime | None = None
+
+
+def _db(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.holder.engine
+    return engine
+
+
+def _audit(request: Request, principal: Principal) -> Audit:
+    return Audit(actor=principal.subject, request_id=request_id(request) or None)
+
+
+def _seller(db: Database, seller_id: str) -> SellerRecord:
+    try:
+        return db.get_seller(seller_id)
+    except NotFoundError:
+        # The very answer a seller token gets for another seller: existence never leaks.
+        raise seller_not_found() from None
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _seller_json(seller: SellerRecord) -> dict[str, object]:
+    return {
+        "seller_id": seller.seller_id,
+        "tier": seller.tier,
+        "tier_since": _iso(seller.tier_since),
+        "below_since": _iso(seller.below_since),
+        "attributes": dict(seller.attributes),
+    }
+
+
+def _override_json(record: OverrideRecord) -> dict[str, object]:
+    return {
+        "id": record.id,
+        "seller_id": record.seller_id,
+        "kind": record.kind,
+        "target": record.target,
+        "value": record.value,
+        "reason": record.reason,
+        "starts_at": _iso(record.starts_at),
+        "expires_at": _iso(record.expires_at),
+        "author": record.author,
+        "created_at": _iso(record.created_at),
+    }
+
+
+def evaluation_input(
+    engine: Engine, db: Database, seller: SellerRecord
+) -> tuple[dict[str, object], list[Override]]:
+    """The context and overrides the engine needs for ``seller``, from the store."""
+    metrics = db.latest_metrics(seller.seller_id)
+    raw: dict[str, object] = {
+        "seller": {**seller.attributes, "id": seller.seller_id, "tier": seller.tier},
+        "metrics": dict(metrics.metrics) if metrics is not None else {},
+    }
+    try:
+        context = coerce_context(raw, engine.policy_set.environment)
+    except ValueError as exc:
+        raise ServiceError(
+            "VALIDATION_FAILED", f"the stored seller does not fit the policies' context: {exc}", status=422
+        ) from None
+    if seller.below_since is not None:
+        seller_part = context["seller"]
+        assert isinstance(seller_part, dict)  # noqa: S101  built just above
+        seller_part["below_since"] = seller.below_since
+    overrides = [record.to_override() for record in db.list_overrides(seller_id=seller.seller_id)]
+    return context, overrides
+
+
+def reevaluate_one(
+    engine: Engine, db: Database, seller: SellerRecord, *, audit: Audit | None
+) -> dict[str, object]:
+    """Apply what the tier decision says to one seller; return what happened."""
+    context, overrides = evaluation_input(engine, db, seller)
+    decision = engine.qualify(context, overrides=overrides)
+    changed = None
+    if decision.action is Action.UPGRADE or decision.action is Action.DOWNGRADE:
+        changed = db.apply_tier_change(
+            seller.seller_id,
+            decision.effective_tier,
+            reason=f"{decision.action.value}: {decision.message}",
+            policy_version=engine.version,
+            audit=audit,
+        )
+    elif decision.action is Action.DOWNGRADE_PENDING:
+        if seller.below_since is None:
+            db.mark_below(seller.seller_id)
+    elif seller.below_since is not None:
+        db.clear_below(seller.seller_id)
+    return {
+        "seller_id": seller.seller_id,
+        "from_tier": seller.tier,
+        "to_tier": decision.effective_tier if changed is not None else seller.tier,
+        "action": decision.action.value,
+        "changed": changed is not None,
+        "downgrade_effective_at": _iso(decision.downgrade_effective_at),
+    }
+
+
+def router() -> APIRouter:
+    """The seller routes, under the service prefix."""
+    from ._app import PREFIX, envelope  # noqa: PLC0415  _app imports this module
+
+    api = APIRouter(prefix=PREFIX, tags=["sellers"])
+
+    @api.put("/sellers/{seller_id}", summary="Create or replace a seller (admin)")
+    def put_seller(
+        request: Request, seller_id: SellerId, body: SellerIn, principal: Annotated[Principal, Admin]
+    ) -> dict[str, object]:
+        engine = _engine(request)
+        if body.tier not in engine.tiers:
+            raise ServiceError(
+                "VALIDATION_FAILED",
+                f"unknown tier {body.tier!r}; tiers: {', '.join(engine.tiers)}",
+                status=422,
+            )
+        seller = _db(request).upsert_seller(
+            seller_id, tier=body.tier, attributes=body.attributes, audit=_audit(request, principal)
+        )
+        return envelope(request, _seller_json(seller))
+
+    @api.get("/sellers/{seller_id}", summary="A seller as stored")
+    def get_seller(
+        request: Request, seller_id: SellerId, principal: Annotated[Principal, Reader]
+    ) -> dict[str, object]:
+        seller_access(principal, seller_id)
+        return envelope(request, _seller_json(_seller(_db(request), seller_id)))
+
+    @api.get("/sellers/{seller_id}/entitlements", summary="Every feature and limit of a seller")
+    def entitlements(
+        request: Request, seller_id: SellerId, principal: Annotated[Principal, Reader]
+    ) -> dict[str, object]:
+        seller_access(principal, seller_id)
+        db, engine = _db(request), _engine(request)
+        context, overrides = evaluation_input(engine, db, _seller(db, seller_id))
+        return envelope(request, engine.entitlements(context, overrides=overrides).to_json())
+
+    @api.get(
+        "/sellers/{seller_id}/tier",
+        summary="A seller's tier, what it qualifies for, and progress to the next",
+    )
+    def tier(
+        request: Request,
+        seller_id: SellerId,
+        principal: Annotated[Principal, Reader],
+        history: Annotated[int, Query(ge=0, le=100)] = 10,
+    ) -> dict[str, object]:
+        seller_access(principal, seller_id)
+        db, engine = _db(request), _engine(request)
+        seller = _seller(db, seller_id)
+        context, overrides = evaluation_input(engine, db, seller)
+        decision = engine.qualify(context, overrides=overrides)
+        changes = db.tier_history(seller_id, limit=history) if history else []
+        return envelope(
+            request,
+            {
+                **_seller_json(seller),
+                "qualification": decision.to_json(),
+                "history": [
+                    {
+                        "from_tier": c.from_tier,
+                        "to_tier": c.to_tier,
+                        "reason": c.reason,
+                        "at": _iso(c.at),
+                        "policy_version": c.policy_version,
+                    }
+                    for c in changes
+                ],
+            },
+        )
+
+    @api.post(
+        "/sellers/{seller_id}/metrics", status_code=201, summary="Record a metrics snapshot (service, admin)"
+    )
+    def post_metrics(
+        request: Request, seller_id: SellerId, body: MetricsIn, principal: Annotated[Principal, Writer]
+    ) -> dict[str, object]:
+        db = _db(request)
+        _seller(db, seller_id)
+        try:
+            snapshot = db.record_metrics(seller_id, body.metrics, taken_at=body.taken_at)
+        except ValueError as exc:
+            raise ServiceError("VALIDATION_FAILED", str(exc), status=422) from None
+        del principal
+        return envelope(
+            request,
+            {"seller_id": seller_id, "taken_at": _iso(snapshot.taken_at), "metrics": dict(snapshot.metrics)},
+        )
+
+    @api.post("/tiers/reevaluate", summary="Re-evaluate the tiers of some or all sellers (service, admin)")
+    def reevaluate(
+        request: Request,
+        principal: Annotated[Principal, Writer],
+        body: Annotated[ReevaluateIn | None, Body()] = None,
+    ) -> dict[str, object]:
+        db, engine = _db(request), _engine(request)
+        audit = _audit(request, principal)
+        wanted = body.seller_ids if body is not None else None
+        results = []
+        if wanted is None:
+            after = None
+            while page := db.list_sellers(after=after, limit=500):
+                results += [reevaluate_one(engine, db, seller, audit=audit) for seller in page]
+                after = page[-1].seller_id
+        else:
+            found = db.get_sellers(wanted)
+            missing = [s for s in wanted if s not in found]
+            if missing:
+                raise ServiceError(
+                    "SELLER_NOT_FOUND", f"no seller {missing[0]!r}", status=404, extra={"missing": missing}
+                )
+            results = [reevaluate_one(engine, db, found[s], audit=audit) for s in dict.fromkeys(wanted)]
+        return envelope(request, {"results": results, "changed": sum(1 for r in results if r["changed"])})
+
+    @api.get("/sellers/{seller_id}/overrides", summary="A seller's active and scheduled overrides")
+    def list_overrides(
+        request: Request, seller_id: SellerId, principal: Annotated[Principal, Reader]
+    ) -> dict[str, object]:
+        seller_access(principal, seller_id)
+        db = _db(request)
+        _seller(db, seller_id)
+        return envelope(request, [_override_json(o) for o in db.list_overrides(seller_id=seller_id)])
+
+    @api.post("/sellers/{seller_id}/overrides", status_code=201, summary="Grant an override (admin)")
+    def create_override(
+        request: Request, seller_id: SellerId, body: OverrideIn, principal: Annotated[Principal, Admin]
+    ) -> dict[str, object]:
+        db = _db(request)
+        _seller(db, seller_id)
+        try:
+            record = db.create_override(
+                seller_id,
+                kind=body.kind,  # type: ignore[arg-type]  # checked by the pattern
+                target=body.target,
+                value=body.value,
+                reason=body.reason,
+                author=principal.subject,
+                expires_at=body.expires_at,
+                starts_at=body.starts_at,
+                audit=_audit(request, principal),
+            )
+        except ValueError as exc:
+            raise ServiceError("VALIDATION_FAILED", str(exc), status=422) from None
+        except ConflictError as exc:
+            raise ServiceError("CONFLICT", str(exc), status=409) from None
+        return envelope(request, _override_json(record))
+
+    @api.delete("/sellers/{seller_id}/overrides/{override_id}", summary="Revoke an override (admin)")
+    def delete_override(
+        request: Request,
+        seller_id: SellerId,
+        override_id: Annotated[int, Path(ge=1)],
+        principal: Annotated[Principal, Admin],
+    ) -> dict[str, object]:
+        db = _db(request)
+        try:
+            record = db.get_override(override_id)
+            if record.seller_id != seller_id:
+                raise NotFoundError("no such override")  # noqa: TRY301  one not-found answer for both cases
+            record = db.delete_override(override_id, audit=_audit(request, principal))
+        except NotFoundError:
+            raise ServiceError(
+                "NOT_FOUND", f"seller {seller_id!r} has no override {override_id}", status=404
+            ) from None
+        return envelope(request, _override_json(record))
+
+    return api
