@@ -124,3 +124,21 @@ class Result:
             "per_call_ns": self.per_call_ns,
             "cpu_per_call_ns": self.cpu_per_call_ns,
         }
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """The whole machine's busy and total CPU time so far, in clock ticks (Linux ``/proc/stat``).
+
+    Two readings give how busy every CPU was in between, whoever used it; with the
+    benchmark's own CPU time subtracted, how much CPU other processes took during a run.
+    ``None`` where ``/proc/stat`` is not available.
+    """
+    try:
+        fields = Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    total = sum(values)
+    return total - values[3] - values[4], total

@@ -290,3 +290,16 @@ def test_a_request_without_a_client_is_unknown():
     request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "client": None})
     assert client_address(request, PROXIES) == "unknown"
     assert client_address(request, TrustedProxies(["unix"])) == "unknown"
+
+
+def test_the_peer_memo_is_bounded_and_never_changes_answers():
+    """Resolving thousands of distinct peers keeps the memo bounded, and a peer resolves alike before and after."""
+    proxies = TrustedProxies(["10.0.0.0/8"])
+    first = proxies.resolve("10.1.2.3", ["203.0.113.5"])
+    for i in range(5000):
+        assert (
+            proxies.resolve(f"192.0.{i // 256}.{i % 256}", ["198.51.100.1"]) == f"192.0.{i // 256}.{i % 256}"
+        )
+    assert len(proxies._peers) <= 4096
+    assert proxies.resolve("10.1.2.3", ["203.0.113.5"]) == first == "203.0.113.5"
+    assert proxies.resolve("not-an-ip", []) == "not-an-ip"

@@ -454,19 +454,22 @@ def test_redaction_survives_urls_it_cannot_parse():
     assert redact("redis://host:1/0") == "redis://host:1/0"
 
 
-def test_an_unreadable_or_contradicting_script_reply_is_a_store_error():
-    """A reply the client cannot read, or whose decision differs from the engine's, raises StoreError."""
+def test_an_unreadable_or_contradicting_script_reply_is_an_error(caplog):
+    """An unreadable reply raises StoreError; a decision that differs from the engine's is logged."""
     from tierpolicy.adapters.redis._ratelimit import _Codec  # noqa: PLC0415  the I/O-free half
 
     codec = _Codec("p:", "redis://test")
     h = Hit("rl:{c}:c:c", (window(1, 60),))
     with pytest.raises(tierpolicy.StoreError, match="unexpected reply"):
-        codec.step([h], [b"not a number", 1, b""])
-    with pytest.raises(tierpolicy.StoreError, match="disagree"):
-        codec.step([h], [1_700_000_000_000_000, 0, b""])  # a fresh key: the engine allows, the script says no
-    assert codec.step(
-        [h], [1_700_000_000_000_000, 1, "g,5"]
-    ).allowed  # str replies (decode_responses) work too
+        codec.step([h], b"not a number|")
+    with pytest.raises(tierpolicy.StoreError, match="unexpected reply"):
+        codec.step([h], [1, 2])
+    contradicting = codec.step([h], b"1700000000000000 0|")  # fresh: the engine allows
+    assert not contradicting.allowed  # the script has decided (and written): its answer stands
+    with caplog.at_level(logging.ERROR, logger="tierpolicy.ratelimit"):
+        assert contradicting.results[0].allowed
+    assert "decided False where the engine decides True" in caplog.text
+    assert codec.step([h], "1700000000000000 1|g,5").allowed  # str replies (decode_responses) work too
 
 
 def test_sync_ping_and_reset_report_an_outage(own_redis_server):

@@ -149,9 +149,8 @@ def _at_rest(tat: int | None, now: int, window: GcraWindow) -> WindowResult:
     return WindowResult(allowed=True, remaining=remaining, reset_after=(base - now) / US, retry_after=0.0)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RateLimitDecision:
-    """What a rate limit says about one request.
+class RateLimitDecision(NamedTuple):
+    """What a rate limit says about one request (a named tuple: one is built per limit per request).
 
     Attributes:
         allowed: Whether the request may go ahead (always true in shadow mode).

@@ -22,7 +22,7 @@ every ``sweep_interval`` seconds of the store's clock (during a hit), or on dema
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
@@ -35,15 +35,18 @@ if TYPE_CHECKING:
 
     from ._ratelimits import RateLimitPolicy
 
+logger = logging.getLogger("tierpolicy.ratelimit")
+
 Algorithm = Literal["gcra", "sliding_window"]
 StoreResult = GcraResult | SlidingResult
 State = tuple[int, ...]
 """A counter's stored integers: TATs (GCRA) or flattened ``(start, previous, current)`` triples."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
     """One limit's share of one request.
+
+    (A named tuple rather than a frozen dataclass: one is built per limit per request.)
 
     Attributes:
         key: The counter key (``rl:{<partition>}:<limit>:<key>``).
@@ -74,19 +77,64 @@ class Write(NamedTuple):
     expires_at: int
 
 
-class Step(NamedTuple):
+class Step:
     """What a batch of hits comes to.
 
+    The decision (:attr:`allowed`) is made, and the counters written, when the store
+    answers; the per-window details (:attr:`results`) are computed from the states the
+    store read, by the same pure step, when first read. Stores on the hot path decide
+    with a few integer comparisons and leave the rest to whoever reads the details.
+
     Attributes:
-        allowed: Whether no hit outside shadow mode denied (the counters are written).
-        results: One result per hit; when the batch is denied, hits that would have
-            allowed report their window as it stands (nothing was spent).
-        writes: The counters to store (empty when denied).
+        writes: The counters a store is to write (filled by :func:`apply_hits`; empty
+            for a step a store already applied).
     """
 
-    allowed: bool
-    results: tuple[StoreResult, ...]
-    writes: tuple[Write, ...]
+    __slots__ = ("_allowed", "_results", "_source", "writes")
+
+    def __init__(
+        self,
+        allowed: bool,  # noqa: FBT001  the decision itself
+        hits: Sequence[Hit],
+        states: Sequence[State | None],
+        now: int,
+        results: tuple[StoreResult, ...] | None = None,
+        writes: tuple[Write, ...] = (),
+    ) -> None:
+        self._allowed = allowed
+        self._source = (hits, states, now)
+        self._results = results
+        self.writes = writes
+
+    @property
+    def allowed(self) -> bool:
+        """Whether no hit outside shadow mode denied (the counters are written)."""
+        return self._allowed
+
+    @property
+    def now(self) -> int:
+        """The store's time of the decision, in integer microseconds."""
+        return self._source[2]
+
+    @property
+    def results(self) -> tuple[StoreResult, ...]:
+        """One result per hit (computed when first read).
+
+        When the batch is denied, hits that would have allowed report their windows as
+        they stand (nothing was spent).
+        """
+        if self._results is None:
+            allowed, results, _ = _evaluate(*self._source)
+            if allowed != self._allowed:
+                # Only a store whose own transcription of the step differs gets here.
+                logger.error(
+                    "a rate-limit store decided %s where the engine decides %s", self._allowed, allowed
+                )
+            self._results = results
+        return self._results
+
+    def __repr__(self) -> str:
+        return f"Step(allowed={self._allowed}, results={self.results!r})"
 
 
 def _unflatten(state: State) -> list[SlidingState | None]:
@@ -103,22 +151,29 @@ def _one(hit: Hit, state: State | None, now: int, cost: int) -> tuple[StoreResul
     return s, Write(hit.key, "sliding_window", tuple(v for t in s.states for v in t), s.expires_at)
 
 
+def _evaluate(
+    hits: Sequence[Hit], states: Sequence[State | None], now: int
+) -> tuple[bool, tuple[StoreResult, ...], tuple[Write, ...]]:
+    answers = [_one(h, s, now, h.cost) for h, s in zip(hits, states, strict=True)]
+    allowed = all(r.allowed or h.shadow for h, (r, _) in zip(hits, answers, strict=True))
+    if allowed:
+        writes = tuple(w for h, (r, w) in zip(hits, answers, strict=True) if r.allowed and h.cost > 0)
+        return True, tuple(r for r, _ in answers), writes
+    # Denied: nothing is spent anywhere, so hits that allowed report their windows as they stand.
+    results = tuple(
+        _one(h, s, now, 0)[0] if r.allowed else r for h, s, (r, _) in zip(hits, states, answers, strict=True)
+    )
+    return False, results, ()
+
+
 def apply_hits(hits: Sequence[Hit], states: Sequence[State | None], now: int) -> Step:
     """Check every window of every hit, and write all only if no blocking hit denies.
 
     ``states`` holds each hit's stored state (``None`` for a fresh key, or state of
     another shape, which the caller passes as ``None``); ``now`` is integer microseconds.
     """
-    answers = [_one(h, s, now, h.cost) for h, s in zip(hits, states, strict=True)]
-    allowed = all(r.allowed or h.shadow for h, (r, _) in zip(hits, answers, strict=True))
-    if allowed:
-        writes = tuple(w for h, (r, w) in zip(hits, answers, strict=True) if r.allowed and h.cost > 0)
-        return Step(allowed=True, results=tuple(r for r, _ in answers), writes=writes)
-    # Denied: nothing is spent anywhere, so hits that allowed report their windows as they stand.
-    results = tuple(
-        _one(h, s, now, 0)[0] if r.allowed else r for h, s, (r, _) in zip(hits, states, answers, strict=True)
-    )
-    return Step(allowed=False, results=results, writes=())
+    allowed, results, writes = _evaluate(hits, states, now)
+    return Step(allowed, hits, states, now, results, writes)
 
 
 def at_rest(hit: Hit) -> StoreResult:
@@ -178,6 +233,10 @@ class RateLimitStore(Protocol):
         ...
 
 
+def _monotonic_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
 class InMemoryRateLimitStore:
     """A thread-safe, asyncio-safe store for one process.
 
@@ -194,11 +253,15 @@ class InMemoryRateLimitStore:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, sweep_interval: float = 60.0) -> None:
         self._clock = clock
+        # The default clock read as integer microseconds directly: no float in between.
+        self._now_us: Callable[[], int] = (
+            _monotonic_us if clock is time.monotonic else lambda: int(clock() * US)
+        )
         self._sweep_us = max(1, int(sweep_interval * US))
         self._lock = threading.Lock()
         # key -> (algorithm, state, expires_at)
         self._state: dict[str, tuple[Algorithm, State, int]] = {}
-        self._next_sweep: int | None = None
+        self._next_sweep = self._now_us() + self._sweep_us
 
     def __len__(self) -> int:
         """How many keys are resident."""
@@ -206,7 +269,7 @@ class InMemoryRateLimitStore:
 
     def now(self) -> int:
         """The store's clock in integer microseconds."""
-        return int(self._clock() * US)
+        return self._now_us()
 
     def _stored(self, hit: Hit) -> State | None:
         found = self._state.get(hit.key)
@@ -216,23 +279,34 @@ class InMemoryRateLimitStore:
 
     def hit_many(self, hits: Sequence[Hit]) -> Step:
         """Check every window of every hit; spend from all only if no blocking hit denies."""
-        now = int(self._clock() * US)
+        now = self._now_us()
         if len(hits) == 1 and hits[0].algorithm == "gcra":
-            # The common case, kept short: one GCRA counter (apply_hits gives the same answer).
+            # The common case: one GCRA counter, decided with a few integer comparisons
+            # (the decision of _gcra.gcra alone; Step computes the same details from the
+            # same state when they are read).
             hit = hits[0]
+            windows = hit.windows
+            cost = hit.cost
             with self._lock:
-                if self._next_sweep is None or now >= self._next_sweep:
-                    self._maybe_sweep_locked(now)
+                if now >= self._next_sweep:
+                    self._sweep_locked(now)
                 found = self._state.get(hit.key)
-                tats: Sequence[int | None] = (
+                tats = (
                     found[1]
-                    if found is not None and found[0] == "gcra" and len(found[1]) == len(hit.windows)
-                    else (None,) * len(hit.windows)
+                    if found is not None and found[0] == "gcra" and len(found[1]) == len(windows)
+                    else None
                 )
-                result = gcra(tats, now, hit.windows, hit.cost)
-                if result.allowed and hit.cost > 0:
-                    self._state[hit.key] = ("gcra", result.tats, max(result.tats))
-            return Step(result.allowed or hit.shadow, (result,), ())
+                new: list[int] | None = []
+                for i, window in enumerate(windows):
+                    tat = now if tats is None else tats[i]
+                    new_tat = (tat if tat > now else now) + window.emission_interval * cost  # noqa: FURB136  max() costs a call
+                    if new_tat - window.tolerance > now:
+                        new = None
+                        break
+                    new.append(new_tat)  # type: ignore[union-attr]  # set to a list above
+                if new is not None and cost > 0:
+                    self._state[hit.key] = ("gcra", tuple(new), max(new))
+            return Step(new is not None or hit.shadow, hits, (tats,), now)
         with self._lock:
             self._maybe_sweep_locked(now)
             step = apply_hits(hits, [self._stored(h) for h in hits], now)
@@ -287,9 +361,7 @@ class InMemoryRateLimitStore:
             return self._sweep_locked(now)
 
     def _maybe_sweep_locked(self, now: int) -> None:
-        if self._next_sweep is None:
-            self._next_sweep = now + self._sweep_us
-        elif now >= self._next_sweep:
+        if now >= self._next_sweep:
             self._sweep_locked(now)
 
     def _sweep_locked(self, now: int) -> int:

@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from ._engine import Engine, PolicyHolder
 from ._exceptions import InvalidRequestError, StoreError, StoreUnavailableError
@@ -105,8 +105,7 @@ class RateLimitResult:
         return headers
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Planned:
+class _Planned(NamedTuple):
     policy: RateLimitPolicy
     hit: Hit
 
@@ -393,7 +392,7 @@ class RateLimiter:
                 for w in hit.windows
             )
             self._scaled[hit.windows] = scaled
-        return dataclasses.replace(hit, windows=scaled)
+        return hit._replace(windows=scaled)
 
     def _store_failed(self, exc: StoreError) -> None:
         if isinstance(exc, StoreUnavailableError):

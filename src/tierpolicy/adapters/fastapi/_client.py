@@ -48,6 +48,9 @@ _MAX_HOP = 100
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
+_PEER_MEMO_SIZE = 4096
+
+
 def canonical(address: IPAddress) -> str:
     """An address as one canonical string: IPv4-mapped IPv6 as IPv4, IPv6 without its zone."""
     return str(_plain(address))
@@ -163,7 +166,7 @@ class TrustedProxies:
             ``ipaddress`` object.
     """
 
-    __slots__ = ("_v4", "_v6", "header", "networks", "unix")
+    __slots__ = ("_peers", "_v4", "_v6", "header", "networks", "unix")
 
     def __init__(
         self, proxies: Iterable[ProxySpec] = (), *, header: ForwardedHeader = "x-forwarded-for"
@@ -188,6 +191,10 @@ class TrustedProxies:
         self.networks: tuple[IPNetwork, ...] = tuple(networks)
         self._v4 = tuple(n for n in networks if isinstance(n, ipaddress.IPv4Network))
         self._v6 = tuple(n for n in networks if isinstance(n, ipaddress.IPv6Network))
+        # peer host -> (its canonical form, whether it is trusted): parsing an address
+        # with ipaddress costs more than the rest of a rate-limit check, and a server
+        # sees the same few peers (its proxies, its clients) over and over.
+        self._peers: dict[str, tuple[str, bool]] = {}
 
     def __repr__(self) -> str:
         entries = [str(n) for n in self.networks] + ([UNIX] if self.unix else [])
@@ -221,11 +228,17 @@ class TrustedProxies:
                 return UNKNOWN
             last = UNKNOWN
         else:
-            address = parse_node(peer)
-            if address is None:
-                return peer.strip()
-            last = canonical(address)
-            if not self.trusts(address):
+            known = self._peers.get(peer)
+            if known is None:
+                address = parse_node(peer)
+                known = (
+                    (peer.strip(), False) if address is None else (canonical(address), self.trusts(address))
+                )
+                if len(self._peers) >= _PEER_MEMO_SIZE:
+                    self._peers.clear()
+                self._peers[peer] = known
+            last, trusted = known
+            if not trusted:
                 return last
         hops = _forwarded_for(values) if self.header == "forwarded" else _x_forwarded_for(values)
         for hop in reversed(hops):

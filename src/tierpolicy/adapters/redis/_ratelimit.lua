@@ -6,13 +6,15 @@
 --
 -- KEYS: the counters (one cluster slot: they share a hash tag).
 -- ARGV[1]: "hit" or "refund". ARGV[2]: "" (read TIME) or the time in microseconds
---   from an injected test clock. Then, per key: algorithm ("g" GCRA, "s" sliding window),
---   shadow ("1" or "0"), cost, window count n, then n pairs: GCRA (emission interval,
---   tolerance), sliding window (period, quota).
+--   from an injected test clock. ARGV[2 + i]: the spec of KEYS[i], one string (fewer
+--   arguments are cheaper for clients to encode): "<algorithm> <shadow> <cost> <n>"
+--   then n pairs, algorithm "g" (GCRA: emission interval, tolerance) or "s" (sliding
+--   window: period, quota), shadow "1" or "0".
 -- Stored value: "<algorithm>,<int>,<int>,..." (GCRA: one TAT per window; sliding:
 --   start, previous, current per window), written with its TTL in one SET ... PX.
--- Returns: {now, 1 if written (or refunded) else 0, the stored value of each key before
---   this call ("" when none)}; the client recomputes the results from these.
+-- Returns one string (one reply element is cheaper for clients to parse):
+--   "<now> <1 if written (or refunded) else 0>|<stored value of KEYS[1] before>|...",
+--   "" for a key that held nothing; the client recomputes the results from these.
 
 local now
 if ARGV[2] == '' then
@@ -22,7 +24,6 @@ else
   now = tonumber(ARGV[2])  -- an injected clock, for tests and simulations only
 end
 local mode = ARGV[1]
-local pos = 3
 local hits = {}
 local before = {}
 
@@ -33,12 +34,12 @@ local function encode(algo, values)
 end
 
 for i = 1, #KEYS do
-  local h = {algo = ARGV[pos], shadow = ARGV[pos + 1] == '1', cost = tonumber(ARGV[pos + 2]), n = tonumber(ARGV[pos + 3]), a = {}, b = {}}
-  pos = pos + 4
+  local spec = {}
+  for item in string.gmatch(ARGV[2 + i], '%S+') do spec[#spec + 1] = item end
+  local h = {algo = spec[1], shadow = spec[2] == '1', cost = tonumber(spec[3]), n = tonumber(spec[4]), a = {}, b = {}}
   for w = 1, h.n do
-    h.a[w] = tonumber(ARGV[pos])
-    h.b[w] = tonumber(ARGV[pos + 1])
-    pos = pos + 2
+    h.a[w] = tonumber(spec[3 + 2 * w])
+    h.b[w] = tonumber(spec[4 + 2 * w])
   end
   local raw = redis.call('GET', KEYS[i])
   before[i] = raw or ''
@@ -137,6 +138,6 @@ else
   end
 end
 
-local reply = {now, written}
-for i = 1, #KEYS do reply[i + 2] = before[i] end
-return reply
+local reply = {string.format('%.0f', now) .. ' ' .. written}
+for i = 1, #KEYS do reply[i + 1] = before[i] end
+return table.concat(reply, '|')

@@ -7,11 +7,13 @@ allow, by ``_ratelimit.lua`` in one round trip. The script reads the clock with
 ``NOSCRIPT`` (a restarted server, ``SCRIPT FLUSH``, a failover) it is loaded again and
 the call repeated, transparently.
 
-The script returns the server's time and what each counter held before the call; the
-client then runs the engine's own pure step (:func:`~tierpolicy.engine._ratelimit_store.apply_hits`)
-on those to build the results, so both stores report remaining, reset and retry times
-from one implementation, and a disagreement between the script's decision and the
-engine's (which would mean the two transcriptions differ) is an error, not a silent skew.
+The script decides and writes; it returns the server's time and what each counter
+held before the call, and the client builds the per-window details from those with
+the engine's own pure step (:func:`~tierpolicy.engine._ratelimit_store.apply_hits`)
+when they are first read, so both stores report remaining, reset and retry times from
+one implementation. Should the script's decision ever differ from the engine's (the two
+transcriptions disagreeing), the script's stands, since it has written, and an error
+is logged.
 
 Keys are ``<prefix>rl:{<partition>}:<limit>:<key>``: every counter of one partition
 shares a Redis Cluster hash tag, so one call's keys live in one slot. The sync and
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from redis import exceptions as rex
 
 from tierpolicy.engine._exceptions import StoreError
-from tierpolicy.engine._ratelimit_store import Hit, State, Step, apply_hits
+from tierpolicy.engine._ratelimit_store import Hit, State, Step
 
 from ._connect import AsyncClient, SyncClient, async_client, describe, sync_client
 from ._errors import redact, translate
@@ -58,48 +60,51 @@ class _Codec:
         self.prefix = prefix
         self.store = store
         self.clock = clock
-        self._window_args: dict[tuple[str, tuple[GcraWindow, ...]], tuple[str, ...]] = {}
+        self._specs: dict[tuple[str, tuple[GcraWindow, ...], bool, int], str] = {}
 
-    def _windows(self, algorithm: str, windows: tuple[GcraWindow, ...]) -> tuple[str, ...]:
-        cached = self._window_args.get((algorithm, windows))
+    def _spec(self, hit: Hit) -> str:
+        """One hit's argument: ``"<algorithm> <shadow> <cost> <n> <a1> <b1> ..."``."""
+        key = (hit.algorithm, hit.windows, hit.shadow, hit.cost)
+        cached = self._specs.get(key)
         if cached is None:
-            if algorithm == "gcra":
-                pairs = [(w.emission_interval, w.tolerance) for w in windows]
+            if hit.algorithm == "gcra":
+                pairs = [(w.emission_interval, w.tolerance) for w in hit.windows]
             else:
-                pairs = [(w.period * 1_000_000, w.quota) for w in windows]
-            cached = (str(len(windows)), *(str(v) for pair in pairs for v in pair))
-            if len(self._window_args) < 10_000:  # windows come from policies: few distinct tuples
-                self._window_args[algorithm, windows] = cached
+                pairs = [(w.period * 1_000_000, w.quota) for w in hit.windows]
+            numbers = " ".join(f"{a} {b}" for a, b in pairs)
+            cached = (
+                f"{_TAGS[hit.algorithm]} {'1' if hit.shadow else '0'} {hit.cost} {len(hit.windows)} {numbers}"
+            )
+            if len(self._specs) < 10_000:  # windows come from policies: few distinct specs
+                self._specs[key] = cached
         return cached
 
     def request(self, mode: str, hits: Sequence[Hit]) -> tuple[list[str], list[str]]:
         """The keys and arguments of one script call."""
-        keys = [self.prefix + h.key for h in hits]
-        args = [mode, "" if self.clock is None else str(int(self.clock() * 1_000_000))]
-        for h in hits:
-            args += (_TAGS[h.algorithm], "1" if h.shadow else "0", str(h.cost))
-            args += self._windows(h.algorithm, h.windows)
-        return keys, args
+        prefix = self.prefix
+        now = "" if self.clock is None else str(int(self.clock() * 1_000_000))
+        return [prefix + h.key for h in hits], [mode, now, *(self._spec(h) for h in hits)]
 
     def step(self, hits: Sequence[Hit], reply: Any) -> Step:  # noqa: ANN401  a raw Redis reply
-        """The results of a ``hit`` call, from the script's reply."""
+        """The answer of a ``hit`` call, from the script's reply.
+
+        The script's decision is the decision (it has written the counters); the
+        details are computed from the states it read when first asked for.
+        """
         try:
-            now = int(reply[0])
-            written = int(reply[1]) == 1
-            before = reply[2:]
+            text = reply.decode() if isinstance(reply, bytes) else reply
+            head, *before = text.split("|")
+            now_text, written_text = head.split(" ")
+            now = int(now_text)
+            written = written_text == "1"
             states = [self._state(h, raw) for h, raw in zip(hits, before, strict=True)]
-        except (TypeError, ValueError, IndexError) as exc:
+        except (AttributeError, TypeError, ValueError, IndexError) as exc:
             msg = f"unexpected reply from the rate-limit script: {reply!r:.200}"
             raise StoreError(msg, store=self.store) from exc
-        step = apply_hits(hits, states, now)
-        if step.allowed != written:
-            msg = "the rate-limit script and the engine disagree; is another version's script loaded under the same name?"
-            raise StoreError(msg, store=self.store)
-        return step
+        return Step(written, hits, states, now)
 
     @staticmethod
-    def _state(hit: Hit, raw: bytes | str) -> State | None:
-        text = raw.decode() if isinstance(raw, bytes) else raw
+    def _state(hit: Hit, text: str) -> State | None:
         if not text.startswith(_TAGS[hit.algorithm] + ","):
             return None
         values = tuple(int(v) for v in text[2:].split(","))
