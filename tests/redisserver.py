@@ -70,7 +70,12 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start the server (again, on the same port) and wait until it answers PING."""
+        """Start the server (again, on the same port) and wait until it answers PING.
+
+        Starting a server that is already running does nothing.
+        """
+        if self.process is not None and self.process.poll() is None:
+            return
         self.process = subprocess.Popen(  # noqa: S603  a fixed binary with fixed arguments
             [
                 self.binary,

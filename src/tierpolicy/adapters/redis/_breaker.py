@@ -622,10 +622,10 @@ class RedisBreakerStore:
     @staticmethod
     def _eval(client: SyncClient, script: _Script, key: str, *args: object) -> Any:  # noqa: ANN401  a raw Redis reply
         try:
-            return client.evalsha(script.sha, 1, key, *args)  # type: ignore[arg-type]  # redis-py's EncodableT
+            return client.evalsha(script.sha, 1, key, *args)  # type: ignore[arg-type, unused-ignore]  # redis-py's EncodableT
         except rex.NoScriptError:  # a restarted server, SCRIPT FLUSH, a failover
             client.script_load(script.source)
-            return client.evalsha(script.sha, 1, key, *args)  # type: ignore[arg-type]  # as above
+            return client.evalsha(script.sha, 1, key, *args)  # type: ignore[arg-type, unused-ignore]  # as above
 
     def acquire(self, key: str, policy: BreakerPolicy, now: float) -> Permit | Rejection:
         """Ask to make one call through breaker ``key`` (see :func:`acquire_step`).
@@ -700,10 +700,10 @@ class RedisBreakerStore:
     @staticmethod
     async def _aeval(client: AsyncClient, script: _Script, key: str, *args: object) -> Any:  # noqa: ANN401  a raw Redis reply
         try:
-            return await client.evalsha(script.sha, 1, key, *args)  # type: ignore[arg-type, misc]  # redis-py types evalsha as sync or async
+            return await client.evalsha(script.sha, 1, key, *args)  # type: ignore[arg-type, misc, unused-ignore]  # redis-py's typing of evalsha differs between versions
         except rex.NoScriptError:  # a restarted server, SCRIPT FLUSH, a failover
             await client.script_load(script.source)
-            return await client.evalsha(script.sha, 1, key, *args)  # type: ignore[arg-type, misc]  # as above
+            return await client.evalsha(script.sha, 1, key, *args)  # type: ignore[arg-type, misc, unused-ignore]  # as above
 
     async def aacquire(self, key: str, policy: BreakerPolicy, now: float) -> Permit | Rejection:
         """:meth:`acquire` over the asyncio client."""

@@ -213,7 +213,7 @@ class PolicyChannel:
                 reply = client.evalsha(_PUBLISH_SHA, 1, self.key, version)
         except (rex.RedisError, OSError) as exc:
             raise translate(exc, self.name) from exc
-        return int(reply)  # type: ignore[arg-type]  # redis-py types evalsha's reply as sync or async
+        return int(reply)  # type: ignore[arg-type, unused-ignore]  # redis-py's typing of the reply differs between versions
 
     def current(self) -> str | None:
         """The active version, or ``None`` if none was ever published.
@@ -270,10 +270,10 @@ class PolicyChannel:
         client = self.async_client
         try:
             try:
-                reply = await client.evalsha(_PUBLISH_SHA, 1, self.key, version)  # type: ignore[misc]  # redis-py types evalsha as sync or async
+                reply = await client.evalsha(_PUBLISH_SHA, 1, self.key, version)  # type: ignore[misc, unused-ignore]  # redis-py's typing of evalsha differs between versions
             except rex.NoScriptError:  # a restarted server, SCRIPT FLUSH, a failover
                 await client.script_load(_PUBLISH_SCRIPT)
-                reply = await client.evalsha(_PUBLISH_SHA, 1, self.key, version)  # type: ignore[misc]  # as above
+                reply = await client.evalsha(_PUBLISH_SHA, 1, self.key, version)  # type: ignore[misc, unused-ignore]  # as above
         except (rex.RedisError, OSError) as exc:
             raise translate(exc, self.name) from exc
         return int(reply)
@@ -338,7 +338,7 @@ class PolicyChannel:
                 error = _store_error(exc, self.name)
             finally:
                 with contextlib.suppress(rex.RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped in redis-py
             failures += 1
             _report(on_error, error)
             await asyncio.sleep(backoff(failures))
@@ -462,7 +462,7 @@ class Subscription:
         client = channel.client
         failures = 0
         while not self._closed.is_set():
-            pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # RedisCluster.pubsub is untyped
+            pubsub = client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]  # RedisCluster.pubsub is untyped
             try:
                 pubsub.subscribe(channel.key)
                 while not self._closed.is_set():

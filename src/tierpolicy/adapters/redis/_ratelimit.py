@@ -237,10 +237,10 @@ class RedisRateLimitStore:
         client = self.async_client
         try:
             try:
-                return await client.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]  # redis-py types evalsha as sync or async
+                return await client.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc, unused-ignore]  # redis-py's typing of evalsha differs between versions
             except rex.NoScriptError:
                 await client.script_load(SCRIPT)
-                return await client.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc]  # as above
+                return await client.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc, unused-ignore]  # as above
         except (rex.RedisError, OSError) as exc:
             raise translate(exc, self.name) from exc
 
@@ -270,7 +270,7 @@ class RedisRateLimitStore:
     async def aping(self) -> None:
         """:meth:`ping` over the asyncio client."""
         try:
-            await self.async_client.ping()  # type: ignore[misc]  # redis-py types ping as sync or async
+            await self.async_client.ping()  # type: ignore[misc, unused-ignore]  # redis-py's typing of ping differs between versions
         except (rex.RedisError, OSError) as exc:
             raise translate(exc, self.name) from exc
 
