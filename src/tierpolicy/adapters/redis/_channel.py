@@ -39,8 +39,8 @@ from redis import exceptions as rex
 
 from tierpolicy.engine._exceptions import StoreError
 
-from ._connect import AsyncClient, SyncClient, async_client, describe, sync_client
-from ._errors import redact, translate
+from ._connect import AsyncClient, Clients, SyncClient, sync_client
+from ._errors import translate
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -131,17 +131,10 @@ class PolicyChannel:
         url: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
-        if client is None and async_client is None and url is None:
-            msg = "give a Redis client, an asyncio client or a URL"
-            raise ValueError(msg)
-        self.name = redact(url) if url is not None else describe(client or async_client)
+        self._clients = Clients(client, async_client, url, options, what="this policy channel")
+        self.name = self._clients.name
         self.key = f"{prefix}policy-version"
         """The key that holds the active version, and the name of the channel."""
-        self._client = client
-        self._async_client = async_client
-        self._url = url
-        self._options = options or {}
-        self._owns_client = self._owns_async_client = False
 
     @classmethod
     def from_url(
@@ -161,33 +154,21 @@ class PolicyChannel:
 
     @property
     def client(self) -> SyncClient:
-        """The sync client (created from the URL on first use).
+        """The sync client (made from the URL on first use).
 
         Raises:
             TypeError: The channel was given only an asyncio client.
         """
-        if self._client is None:
-            if self._url is None:
-                msg = "this policy channel was given only an asyncio client: use apublish, acurrent, watch"
-                raise TypeError(msg)
-            self._client = sync_client(self._url, **self._options)
-            self._owns_client = True
-        return self._client
+        return self._clients.sync
 
     @property
     def async_client(self) -> AsyncClient:
-        """The asyncio client (created from the URL on first use).
+        """The asyncio client (made from the URL on first use, and again in a new event loop).
 
         Raises:
             TypeError: The channel was given only a sync client.
         """
-        if self._async_client is None:
-            if self._url is None:
-                msg = "this policy channel was given only a sync client: use publish, current, subscribe"
-                raise TypeError(msg)
-            self._async_client = async_client(self._url, **self._options)
-            self._owns_async_client = True
-        return self._async_client
+        return self._clients.asyncio
 
     # ------------------------------------------------------------------ sync
 
@@ -346,14 +327,12 @@ class PolicyChannel:
     # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
-        """Close the sync client if this channel created it (a client passed in is the caller's)."""
-        if self._client is not None and self._owns_client:
-            self._client.close()
+        """Close the sync client if this channel made it (a client passed in is the caller's)."""
+        self._clients.close()
 
     async def aclose(self) -> None:
-        """Close the asyncio client if this channel created it."""
-        if self._async_client is not None and self._owns_async_client:
-            await self._async_client.aclose()
+        """Close the asyncio client if this channel made it."""
+        await self._clients.aclose()
 
 
 def _fresh(version: str | None, last: str | None, on_error: Callable[[BaseException], object]) -> str | None:

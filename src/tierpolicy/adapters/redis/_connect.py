@@ -10,6 +10,7 @@ a dead Redis is worse than one that applies its failure mode at once.
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -101,3 +102,88 @@ def describe(client: object) -> str:
     if "host" in kwargs:
         return f"redis://{kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
     return f"redis ({type(client).__name__})"
+
+
+class Clients:
+    """The sync and asyncio redis-py clients of one adapter object.
+
+    Clients passed in are used as they are and belong to the caller. Clients made from
+    the URL are made on first use, and the asyncio one again in every new event loop
+    (redis-py's asyncio connections belong to the loop that opened them: ``asyncio.run``
+    twice, or a test per loop, would otherwise reuse dead connections); only these are
+    closed by :meth:`close` and :meth:`aclose`.
+
+    Args:
+        client: A sync client, or ``None``.
+        async_client: An asyncio client, or ``None``.
+        url: Where clients are made when none was given.
+        options: Passed to redis-py with the URL.
+        what: What the owner is, for messages ("this rate-limit store").
+
+    Raises:
+        ValueError: Neither a client nor a URL was given.
+    """
+
+    def __init__(
+        self,
+        client: SyncClient | None,
+        async_client: AsyncClient | None,
+        url: str | None,
+        options: Mapping[str, Any] | None,
+        *,
+        what: str,
+    ) -> None:
+        if client is None and async_client is None and url is None:
+            msg = "give a Redis client, an asyncio client or a URL"
+            raise ValueError(msg)
+        self.name = redact(url) if url is not None else describe(client or async_client)
+        """The server's address without its password, for messages and logs."""
+        self._client = client
+        self._async_client = async_client
+        self._url = url
+        self._options = dict(options or {})
+        self._what = what
+        self._owns_client = client is None
+        self._owns_async_client = async_client is None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def sync(self) -> SyncClient:
+        """The sync client.
+
+        Raises:
+            TypeError: Only an asyncio client was given (use the ``a...`` methods).
+        """
+        if self._client is None:
+            if self._url is None:
+                msg = f"{self._what} was given only an asyncio client: use its async methods"
+                raise TypeError(msg)
+            self._client = sync_client(self._url, **self._options)
+        return self._client
+
+    @property
+    def asyncio(self) -> AsyncClient:
+        """The asyncio client, for the running event loop.
+
+        Raises:
+            TypeError: Only a sync client was given (use the sync methods).
+        """
+        if self._owns_async_client and self._url is not None:
+            loop = asyncio.get_running_loop()
+            if self._async_client is None or self._async_loop is not loop:
+                self._async_client = async_client(self._url, **self._options)
+                self._async_loop = loop
+        if self._async_client is None:
+            msg = f"{self._what} was given only a sync client: use its sync methods"
+            raise TypeError(msg)
+        return self._async_client
+
+    def close(self) -> None:
+        """Close the sync client if it was made here."""
+        if self._client is not None and self._owns_client:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the asyncio client if it was made here (from the loop it was used in)."""
+        if self._async_client is not None and self._owns_async_client:
+            await self._async_client.aclose()

@@ -23,7 +23,6 @@ client call.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.resources
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,8 @@ from redis import exceptions as rex
 from tierpolicy.engine._exceptions import StoreError
 from tierpolicy.engine._ratelimit_store import Hit, State, Step
 
-from ._connect import AsyncClient, SyncClient, async_client, describe, sync_client
-from ._errors import redact, translate
+from ._connect import AsyncClient, Clients, SyncClient, sync_client
+from ._errors import translate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -143,19 +142,9 @@ class RedisRateLimitStore:
         options: dict[str, Any] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if client is None and async_client is None and url is None:
-            msg = "give a Redis client, an asyncio client or a URL"
-            raise ValueError(msg)
-        self.name = redact(url) if url is not None else describe(client or async_client)
+        self._clients = Clients(client, async_client, url, options, what="this rate-limit store")
+        self.name = self._clients.name
         self._codec = _Codec(prefix, self.name, clock)
-        self._client = client
-        self._async_client = async_client
-        # Clients passed in belong to the caller; only clients made here are closed here.
-        self._owns_client = client is None
-        self._owns_async_client = async_client is None
-        self._async_loop: asyncio.AbstractEventLoop | None = None
-        self._url = url
-        self._options = options or {}
         self._sha = SCRIPT_SHA
 
     @classmethod
@@ -177,31 +166,13 @@ class RedisRateLimitStore:
 
     @property
     def client(self) -> SyncClient:
-        """The sync client (created from the URL on first use)."""
-        if self._client is None:
-            if self._url is None:
-                msg = "this store was given only an asyncio client: use ahit_many"
-                raise StoreError(msg, store=self.name)
-            self._client = sync_client(self._url, **self._options)
-        return self._client
+        """The sync client (made from the URL on first use)."""
+        return self._clients.sync
 
     @property
     def async_client(self) -> AsyncClient:
-        """The asyncio client (created from the URL on first use, and again in a new event loop).
-
-        redis-py's asyncio connections belong to the loop that opened them; a store made
-        from a URL therefore opens a fresh client when it is used from another loop
-        (``asyncio.run`` called twice, a test per loop). A client passed in is used as is.
-        """
-        if self._owns_async_client and self._url is not None:
-            loop = asyncio.get_running_loop()
-            if self._async_client is None or self._async_loop is not loop:
-                self._async_client = async_client(self._url, **self._options)
-                self._async_loop = loop
-        if self._async_client is None:
-            msg = "this store was given only a sync client: use hit_many"
-            raise StoreError(msg, store=self.name)
-        return self._async_client
+        """The asyncio client (made from the URL on first use, and again in a new event loop)."""
+        return self._clients.asyncio
 
     # ------------------------------------------------------------------ sync shell
 
@@ -282,11 +253,9 @@ class RedisRateLimitStore:
             raise translate(exc, self.name) from exc
 
     def close(self) -> None:
-        """Close the sync client if this store made it (the asyncio client: :meth:`aclose`)."""
-        if self._client is not None and self._owns_client:
-            self._client.close()
+        """Close the sync client if this store made it (a client passed in is the caller's)."""
+        self._clients.close()
 
     async def aclose(self) -> None:
         """Close the asyncio client if this store made it (from the loop it was used in)."""
-        if self._async_client is not None and self._owns_async_client:
-            await self._async_client.aclose()
+        await self._clients.aclose()
