@@ -216,6 +216,15 @@ def test_serve_reports_bad_settings_without_a_traceback(monkeypatch, capsys, pol
     assert "Traceback" not in err
 
 
+def test_serve_refuses_a_jwt_key_it_cannot_use_as_a_bad_setting(monkeypatch, capsys, policies, tmp_path):
+    """A JWT secret too short for HS256 stops serve with exit 2, naming the setting."""
+    monkeypatch.setenv("JWT_SECRET", "short")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'tp.db'}")
+    code, _, err = run(monkeypatch, capsys, "serve", "--policies", str(policies))
+    assert code == 2
+    assert "invalid settings: JWT_SECRET" in err
+
+
 def test_serve_refuses_a_missing_or_broken_policy_directory(monkeypatch, capsys, tmp_path):
     """A missing directory is a usage error; a broken set prints its diagnostics and exits 1."""
     code, _, err = run(monkeypatch, capsys, "serve", "--policies", str(tmp_path / "nowhere"))

@@ -221,7 +221,7 @@ def _app() -> typer.Typer:
             import uvicorn  # noqa: PLC0415  the service extra is optional
             from pydantic import ValidationError  # noqa: PLC0415  as above
 
-            from .service import Settings, create_app  # noqa: PLC0415  as above
+            from .service import AuthSetupError, Settings, create_app  # noqa: PLC0415  as above
         except ImportError:
             fail("the service needs its extra: pip install 'tierpolicy[service]'", EXIT_USAGE)
         overrides: dict[str, object] = {
@@ -243,6 +243,8 @@ def _app() -> typer.Typer:
         engine = load_engine(settings.policy_dir)  # a broken set is reported as `check` does
         try:
             application = create_app(settings, engine=engine)
+        except AuthSetupError as exc:  # a JWT key the service refuses is a bad setting
+            fail(f"invalid settings: {exc}", EXIT_USAGE)
         except TierpolicyError as exc:
             fail(str(exc))
         uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level)

@@ -209,7 +209,18 @@ def test_health_live_and_ready_on_embedded_defaults(marketplace):
     assert call(app, "GET", "/health/live").json() == {"status": "live"}
     ready = call(app, "GET", "/health/ready")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"policy": {"ok": True, "version": marketplace.version}}
+    assert ready.json()["checks"] == {
+        "policy": {"ok": True, "version": marketplace.version},
+        "database": {"ok": True},
+    }
+
+
+def test_ready_fails_when_the_database_is_unreachable(marketplace):
+    """A database that does not answer makes readiness 503, naming the database."""
+    app = app_for(marketplace, database_url="postgresql://nobody@127.0.0.1:1/none")
+    down = call(app, "GET", "/health/ready")
+    assert down.status_code == 503
+    assert down.json()["checks"]["database"] == {"ok": False, "error": "StoreUnavailableError"}
 
 
 def test_ready_fails_when_redis_is_down(marketplace, own_redis_server):

@@ -276,3 +276,11 @@ def test_metrics_need_a_writer_and_a_known_seller(policy_set):
     )
     assert mine.status_code == 403
     assert unknown.status_code == 404
+
+
+def test_a_misspelt_metric_is_refused_with_a_suggestion(policy_set):
+    """Metric names the policies' context does not declare are a 422 naming them, with a did-you-mean."""
+    _, typo = calls(service(policy_set), put("s-1"), metrics("s-1", {"ordrs_60d": 5, "rating": 4.0}))
+    assert (typo.status_code, typo.json()["code"]) == (422, "VALIDATION_FAILED")
+    assert "did you mean 'orders_60d'?" in typo.json()["detail"]
+    assert [e["location"] for e in typo.json()["errors"]] == ["body/metrics/ordrs_60d"]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 
 from tierpolicy.adapters import rate_limit_store
@@ -160,6 +161,13 @@ def _health_router() -> APIRouter:
         checks: dict[str, dict[str, object]] = {}
         holder: PolicyHolder = request.app.state.holder
         checks["policy"] = {"ok": True, "version": holder.engine.version}
+        database: Database = request.app.state.database
+        try:
+            await run_in_threadpool(database.ping)
+        except StoreError as exc:
+            checks["database"] = {"ok": False, "error": type(exc).__name__}
+        else:
+            checks["database"] = {"ok": True}
         limiter: RateLimiter = request.app.state.limiter
         store = limiter.store
         ping = getattr(store, "aping", None)

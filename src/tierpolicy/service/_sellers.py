@@ -24,11 +24,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from tierpolicy.adapters.sqlalchemy import Audit, ConflictError, NotFoundError
 from tierpolicy.engine._context import coerce_context
 from tierpolicy.engine._decisions import Action
+from tierpolicy.engine._diagnostics import did_you_mean
+from tierpolicy.engine.cel import ObjectType
 
 from ._auth import Principal, require_roles, seller_access, seller_not_found
 from ._problems import ServiceError, request_id
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from tierpolicy.adapters.sqlalchemy import Database, OverrideRecord, SellerRecord
     from tierpolicy.engine._engine import Engine
     from tierpolicy.engine._overrides import Override
@@ -130,6 +134,27 @@ def _override_json(record: OverrideRecord) -> dict[str, object]:
         "author": record.author,
         "created_at": _iso(record.created_at),
     }
+
+
+def _check_metric_names(engine: Engine, metrics: Mapping[str, object]) -> None:
+    """Refuse metric names the policies' context does not declare (a typo would be stored silently)."""
+    declared = engine.policy_set.environment.get("metrics")
+    if not isinstance(declared, ObjectType):
+        return
+    unknown = [name for name in metrics if name not in declared.fields]
+    if unknown:
+        hint = did_you_mean(unknown[0], declared.fields)
+        raise ServiceError(
+            "VALIDATION_FAILED",
+            f"unknown metric {unknown[0]!r}"
+            + (f"; {hint}" if hint else f"; metrics: {', '.join(sorted(declared.fields))}"),
+            status=422,
+            extra={
+                "errors": [
+                    {"location": f"body/metrics/{name}", "message": "unknown metric"} for name in unknown
+                ]
+            },
+        )
 
 
 def evaluation_input(
@@ -265,6 +290,7 @@ def router() -> APIRouter:
     ) -> dict[str, object]:
         db = _db(request)
         _seller(db, seller_id)
+        _check_metric_names(_engine(request), body.metrics)
         try:
             snapshot = db.record_metrics(seller_id, body.metrics, taken_at=body.taken_at)
         except ValueError as exc:
