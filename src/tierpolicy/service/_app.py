@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 
 from tierpolicy.adapters import rate_limit_store
+from tierpolicy.adapters.redis import PolicyChannel
 from tierpolicy.adapters.sqlalchemy import Database
 from tierpolicy.engine._engine import Engine, PolicyHolder, load
 from tierpolicy.engine._evaluation import evaluate
@@ -30,7 +31,7 @@ from tierpolicy.engine._exceptions import InvalidRequestError, StoreError
 from tierpolicy.engine._loader import load_files
 from tierpolicy.engine._ratelimiter import RateLimiter
 
-from . import _problems, _sellers
+from . import _policies, _problems, _sellers
 from ._auth import Authenticator, require_roles
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from ._problems import ServiceError, request_id
@@ -161,6 +162,10 @@ def _health_router() -> APIRouter:
         checks: dict[str, dict[str, object]] = {}
         holder: PolicyHolder = request.app.state.holder
         checks["policy"] = {"ok": True, "version": holder.engine.version}
+        failed = request.app.state.reloader.failed
+        if failed is not None:
+            # Still serving (so still ready), but the version activated did not load here.
+            checks["policy"]["reload_failed"] = failed
         database: Database = request.app.state.database
         try:
             await run_in_threadpool(database.ping)
@@ -211,7 +216,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("serving policy version %s", holder.engine.version)
+        channel = app.state.channel
+        subscription = None
+        if channel is not None:
+            # Every replica follows activations made anywhere: the database is the truth,
+            # the channel only says when to look.
+            subscription = channel.subscribe(
+                lambda _version: app.state.reloader.reload(), known=holder.engine.version
+            )
         yield
+        if subscription is not None:
+            subscription.close()
+            channel.close()
         await app.state.limiter.store.aclose()
         app.state.limiter.store.close()
         app.state.database.close()
@@ -225,15 +241,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.state.database = database
     app.state.authenticator = Authenticator.from_settings(settings)
+    app.state.channel = PolicyChannel.from_url(settings.redis_url) if settings.redis_url else None
     app.state.holder = holder
     app.state.limiter = limiter
     app.state.metrics = metrics = Metrics()
     metrics.serving(holder.engine.version)
+    app.state.reloader = _policies.Reloader(holder, database, metrics.serving, metrics.reload_failures.inc)
     _problems.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(_policy_router())
     app.include_router(_sellers.router())
+    app.include_router(_policies.router())
     app.include_router(_health_router())
     return app
 
