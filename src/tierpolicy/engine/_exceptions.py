@@ -32,11 +32,18 @@ through. Driver errors (Redis, SQL, HTTP) are translated at the adapter boundary
     │   ├── BulkheadFullError           no concurrency slot freed in time
     │   └── FallbackCycleError          an operation fallback would loop
     ├── AttemptTimeoutError             (also TimeoutError) an attempt ran past its timeout
-    └── StoreError                      a store (Redis, SQL) failed; the driver's
-        │                               error stays on ``__cause__``
-        └── StoreUnavailableError       (also ConnectionError) unreachable, timed out
-                                        or refusing writes; rate limits apply their
-                                        declared ``on_store_error`` mode
+    ├── StoreError                      a store (Redis, SQL) failed; the driver's
+    │   │                               error stays on ``__cause__``
+    │   └── StoreUnavailableError       (also ConnectionError) unreachable, timed out
+    │                                   or refusing writes; rate limits apply their
+    │                                   declared ``on_store_error`` mode
+    └── ServiceProblemError             the seller service answered with a problem
+        │                               (raised by ``tierpolicy.client``)
+        ├── AuthenticationFailedError   401: no, a bad or an expired token
+        ├── PermissionDeniedError       403: the token's role may not do this
+        ├── ProblemNotFoundError        (also LookupError) 404
+        ├── RateLimitedError            429; ``retry_after`` from the header
+        └── ServiceUnavailableError     (also ConnectionError) unreachable, 502-504
 """
 
 from __future__ import annotations
@@ -305,3 +312,56 @@ class StoreError(TierpolicyError):
 
 class StoreUnavailableError(StoreError, ConnectionError):
     """The store cannot be reached right now: refused, reset, timed out, loading or read-only."""
+
+
+class ServiceProblemError(TierpolicyError):
+    """The seller service answered with an RFC 9457 problem (raised by ``tierpolicy.client``).
+
+    Attributes:
+        status: The HTTP status (0 when the service was not reached).
+        code: The problem's error code (``SELLER_NOT_FOUND`` ...), or ``""``.
+        problem: The problem's members as the service sent them.
+        request_id: The service's request id, for support.
+        retry_after: Seconds the service asked to wait (``Retry-After``), if it did.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        problem: dict[str, object] | None = None,
+        request_id: str = "",
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.problem = problem or {}
+        self.request_id = request_id
+        self.retry_after: float | None = None
+        label = f"{status} {code}".strip() if status else code
+        super().__init__(f"{label}: {message}" if label else message)
+
+
+class AuthenticationFailedError(ServiceProblemError):
+    """401: the request carried no token, or one the service refused."""
+
+
+class PermissionDeniedError(ServiceProblemError):
+    """403: the token's role may not do this."""
+
+
+class ProblemNotFoundError(ServiceProblemError, LookupError):
+    """404: no such seller, version or route (or a seller the token may not see)."""
+
+    def __str__(self) -> str:
+        # LookupError would otherwise repr() the message, quoting it.
+        return str(self.args[0])
+
+
+class RateLimitedError(ServiceProblemError):
+    """429: a rate limit refused the request; ``retry_after`` says when to try again."""
+
+
+class ServiceUnavailableError(ServiceProblemError, ConnectionError):
+    """The service cannot be reached, or answered 502, 503 or 504."""
