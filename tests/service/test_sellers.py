@@ -284,3 +284,15 @@ def test_a_misspelt_metric_is_refused_with_a_suggestion(policy_set):
     assert (typo.status_code, typo.json()["code"]) == (422, "VALIDATION_FAILED")
     assert "did you mean 'orders_60d'?" in typo.json()["detail"]
     assert [e["location"] for e in typo.json()["errors"]] == ["body/metrics/ordrs_60d"]
+
+
+def test_every_method_of_a_path_is_in_allow_and_huge_ids_are_refused(policy_set):
+    """A 405 names every method the path takes (GET and PUT on a seller); an id beyond 64 bits is 422, not 500."""
+    wrong, huge = calls(
+        service(policy_set),
+        ("DELETE", f"{PREFIX}/sellers/s-1", {"headers": ADMIN}),
+        ("DELETE", f"{PREFIX}/sellers/s-1/overrides/{10**30}", {"headers": ADMIN}),
+    )
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "GET, PUT"
+    assert (huge.status_code, huge.json()["code"]) == (422, "VALIDATION_FAILED")

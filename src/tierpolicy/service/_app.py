@@ -26,7 +26,7 @@ from tierpolicy.adapters import rate_limit_store
 from tierpolicy.adapters.redis import PolicyChannel
 from tierpolicy.adapters.sqlalchemy import Database
 from tierpolicy.engine._engine import Engine, PolicyHolder, load
-from tierpolicy.engine._evaluation import evaluate
+from tierpolicy.engine._evaluation import RequestIn, evaluate
 from tierpolicy.engine._exceptions import InvalidRequestError, StoreError
 from tierpolicy.engine._loader import load_files
 from tierpolicy.engine._ratelimiter import RateLimiter
@@ -34,7 +34,7 @@ from tierpolicy.engine._ratelimiter import RateLimiter
 from . import _policies, _problems, _sellers
 from ._auth import Authenticator, require_roles
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from ._problems import ServiceError, request_id
+from ._problems import PROBLEM_RESPONSES, ServiceError, request_id
 from ._settings import Settings
 
 if TYPE_CHECKING:
@@ -113,8 +113,31 @@ async def read_json(request: Request, limit: int) -> object:
         ) from None
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema with its ``$defs`` references inlined (OpenAPI cannot see ``#/$defs``)."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: object) -> object:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved = resolve(schema)
+    assert isinstance(resolved, dict)  # noqa: S101  a dict in, a dict out
+    return resolved
+
+
+_REQUEST_SCHEMA = _inlined(RequestIn.model_json_schema())
+"""The evaluation request's schema, for the OpenAPI document."""
+
+
 def _policy_router() -> APIRouter:
-    router = APIRouter(prefix=PREFIX, tags=["policy"])
+    router = APIRouter(prefix=PREFIX, tags=["policy"], responses=PROBLEM_RESPONSES)
 
     @router.post(
         "/policy/evaluate",
@@ -125,7 +148,7 @@ def _policy_router() -> APIRouter:
             "request order, each with its decision or its own error."
         ),
         openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _REQUEST_SCHEMA}}}
         },
     )
     async def evaluate_route(request: Request) -> dict[str, object]:
@@ -147,9 +170,18 @@ def _policy_router() -> APIRouter:
 
 
 def _health_router() -> APIRouter:
-    router = APIRouter(tags=["health"])
+    router = APIRouter(
+        tags=["health"], responses={503: {"description": "Not ready: `checks` says what is not."}}
+    )
 
-    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}, "description": "The metrics."}
+        },
+    )
     async def metrics(request: Request) -> Response:
         return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 

@@ -27,7 +27,7 @@ from tierpolicy.engine._engine import Engine
 from tierpolicy.engine._loader import SourceFile, check_files, load_files
 
 from ._auth import Principal, require_roles
-from ._problems import ServiceError, request_id
+from ._problems import PROBLEM_RESPONSES, ServiceError, request_id
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -139,7 +139,7 @@ def router() -> APIRouter:
     """The policy-version and error-registry routes, under the service prefix."""
     from ._app import PREFIX, envelope  # noqa: PLC0415  _app imports this module
 
-    api = APIRouter(prefix=PREFIX, tags=["policy versions"])
+    api = APIRouter(prefix=PREFIX, tags=["policy versions"], responses=PROBLEM_RESPONSES)
 
     @api.get("/policy/versions", summary="Stored policy versions, newest upload first (admin, service)")
     def list_versions(request: Request, principal: Annotated[Principal, Reader]) -> dict[str, object]:

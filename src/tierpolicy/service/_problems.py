@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import http
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match, Route
 
 from tierpolicy.adapters.fastapi import PROBLEM_MEDIA_TYPE, ProblemException
 from tierpolicy.engine._errorinfo import ErrorInfo
 from tierpolicy.engine._exceptions import NoErrorsPolicyError, TierpolicyError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
     from fastapi import FastAPI, Request
 
@@ -34,6 +36,46 @@ logger = logging.getLogger("tierpolicy.service")
 
 SERVICE_DOMAIN = "seller.marketplace"
 """The ``domain`` of errors the service raises itself (see ``policies/errors.yaml``)."""
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem as the service answers it (``application/problem+json``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="A URI naming the error code (the errors policy's type_base + the code).")
+    title: str = Field(description="A short summary of the error code.")
+    status: int = Field(description="The HTTP status.")
+    detail: str = Field(description="What went wrong, for the caller; never exception text.")
+    instance: str | None = Field(default=None, description="The path of the request.")
+    code: str = Field(description="The stable error code (NOT_FOUND, RATE_LIMITED ...).")
+    retryable: bool | None = Field(default=None, description="Whether retrying the same request may succeed.")
+    request_id: str = Field(description="The request's id, also in the X-Request-ID header.")
+
+
+_DESCRIPTIONS = {
+    400: "The body is not UTF-8 or not JSON (MALFORMED_REQUEST).",
+    401: "No bearer token, or one the service refuses (AUTHENTICATION_REQUIRED, AUTHENTICATION_EXPIRED).",
+    403: "The token's role may not do this (FORBIDDEN).",
+    404: "No such route, seller, override or version (NOT_FOUND, SELLER_NOT_FOUND).",
+    405: "The route does not take this method (METHOD_NOT_ALLOWED).",
+    409: "A conflict with what is stored (CONFLICT).",
+    413: "The body is larger than MAX_BODY_BYTES (PAYLOAD_TOO_LARGE).",
+    422: "The request does not validate; `errors` says what and where (VALIDATION_FAILED).",
+    429: "A rate limit refused the request (RATE_LIMITED), with Retry-After.",
+    500: "Anything unexpected (INTERNAL); the detail never carries exception text.",
+    503: "A store the request needs cannot be reached.",
+}
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "model": Problem,
+        "description": description,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status, description in _DESCRIPTIONS.items()
+}
+"""Every problem a route may answer, for the OpenAPI schema."""
 
 
 class ServiceError(TierpolicyError):
@@ -152,7 +194,29 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         status=exc.status_code,
         detail=detail,
     )
-    return problem_response(request, problem, exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == http.HTTPStatus.METHOD_NOT_ALLOWED:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return problem_response(request, problem, headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette's Allow names one route's only)."""
+    methods: set[str] = set()
+    for route in _flat(request.app.router.routes):
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    # Recent FastAPI wraps included routers; their routes carry the full path already.
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -28,7 +28,7 @@ from tierpolicy.engine._diagnostics import did_you_mean
 from tierpolicy.engine.cel import ObjectType
 
 from ._auth import Principal, require_roles, seller_access, seller_not_found
-from ._problems import ServiceError, request_id
+from ._problems import PROBLEM_RESPONSES, ServiceError, request_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -214,7 +214,7 @@ def router() -> APIRouter:
     """The seller routes, under the service prefix."""
     from ._app import PREFIX, envelope  # noqa: PLC0415  _app imports this module
 
-    api = APIRouter(prefix=PREFIX, tags=["sellers"])
+    api = APIRouter(prefix=PREFIX, tags=["sellers"], responses=PROBLEM_RESPONSES)
 
     @api.put("/sellers/{seller_id}", summary="Create or replace a seller (admin)")
     def put_seller(
@@ -363,7 +363,7 @@ def router() -> APIRouter:
     def delete_override(
         request: Request,
         seller_id: SellerId,
-        override_id: Annotated[int, Path(ge=1)],
+        override_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # a database integer
         principal: Annotated[Principal, Admin],
     ) -> dict[str, object]:
         db = _db(request)
