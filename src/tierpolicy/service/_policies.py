@@ -27,12 +27,13 @@ from tierpolicy.engine._engine import Engine
 from tierpolicy.engine._loader import SourceFile, check_files, load_files
 
 from ._auth import Principal, require_roles
-from ._problems import PROBLEM_RESPONSES, ServiceError, request_id
+from ._problems import PROBLEM_RESPONSES, ServiceError
+from ._sellers import audit_of, iso_or_none
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from tierpolicy.adapters.sqlalchemy import Audit, Database, PolicyVersionSummary
+    from tierpolicy.adapters.sqlalchemy import Database, PolicyVersionSummary
     from tierpolicy.engine._engine import PolicyHolder
 
 logger = logging.getLogger("tierpolicy.service")
@@ -103,23 +104,14 @@ class Reloader:
 
 
 def _summary_json(summary: PolicyVersionSummary) -> dict[str, object]:
-    def iso(moment: object) -> object:
-        return None if moment is None else moment.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined]
-
     return {
         "version": summary.version,
         "digest": summary.digest,
         "author": summary.author,
-        "created_at": iso(summary.created_at),
-        "activated_at": iso(summary.activated_at),
+        "created_at": iso_or_none(summary.created_at),
+        "activated_at": iso_or_none(summary.activated_at),
         "active": summary.active,
     }
-
-
-def _audit(request: Request, principal: Principal) -> Audit:
-    from tierpolicy.adapters.sqlalchemy import Audit  # noqa: PLC0415  a value, built per request
-
-    return Audit(actor=principal.subject, request_id=request_id(request) or None)
 
 
 def _activated(app: FastAPI, version: str) -> str:
@@ -173,7 +165,7 @@ def router() -> APIRouter:
                 extra={"diagnostics": diagnostics},
             )
         database: Database = request.app.state.database
-        audit = _audit(request, principal)
+        audit = audit_of(request, principal)
         try:
             record = database.add_policy_version(
                 version=result.policy_set.version,
@@ -203,7 +195,7 @@ def router() -> APIRouter:
     ) -> dict[str, object]:
         database: Database = request.app.state.database
         try:
-            record = database.activate_policy_version(version, audit=_audit(request, principal))
+            record = database.activate_policy_version(version, audit=audit_of(request, principal))
         except NotFoundError:
             raise ServiceError("NOT_FOUND", f"no policy version {version!r}", status=404) from None
         served = _activated(request.app, record.version)
@@ -213,7 +205,7 @@ def router() -> APIRouter:
     def rollback(request: Request, principal: Annotated[Principal, Admin]) -> dict[str, object]:
         database: Database = request.app.state.database
         try:
-            record = database.rollback_policy_version(audit=_audit(request, principal))
+            record = database.rollback_policy_version(audit=audit_of(request, principal))
         except NotFoundError:
             raise ServiceError(
                 "CONFLICT", "no other version was ever active: nothing to roll back to", status=409

@@ -15,7 +15,7 @@ Every change writes tier history; running it twice changes nothing the second ti
 
 from __future__ import annotations
 
-import datetime as dt
+import datetime as dt  # noqa: TC003  pydantic resolves the models' annotations at run time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -25,6 +25,7 @@ from tierpolicy.adapters.sqlalchemy import Audit, ConflictError, NotFoundError
 from tierpolicy.engine._context import coerce_context
 from tierpolicy.engine._decisions import Action
 from tierpolicy.engine._diagnostics import did_you_mean
+from tierpolicy.engine._tiers import iso
 from tierpolicy.engine.cel import ObjectType
 
 from ._auth import Principal, require_roles, seller_access, seller_not_found
@@ -95,7 +96,8 @@ def _engine(request: Request) -> Engine:
     return engine
 
 
-def _audit(request: Request, principal: Principal) -> Audit:
+def audit_of(request: Request, principal: Principal) -> Audit:
+    """Who does an admin change, for the audit log: the token's subject and the request id."""
     return Audit(actor=principal.subject, request_id=request_id(request) or None)
 
 
@@ -107,16 +109,17 @@ def _seller(db: Database, seller_id: str) -> SellerRecord:
         raise seller_not_found() from None
 
 
-def _iso(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+def iso_or_none(moment: dt.datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z`` (as decisions render times), or ``None``."""
+    return None if moment is None else iso(moment)
 
 
 def _seller_json(seller: SellerRecord) -> dict[str, object]:
     return {
         "seller_id": seller.seller_id,
         "tier": seller.tier,
-        "tier_since": _iso(seller.tier_since),
-        "below_since": _iso(seller.below_since),
+        "tier_since": iso_or_none(seller.tier_since),
+        "below_since": iso_or_none(seller.below_since),
         "attributes": dict(seller.attributes),
     }
 
@@ -129,10 +132,10 @@ def _override_json(record: OverrideRecord) -> dict[str, object]:
         "target": record.target,
         "value": record.value,
         "reason": record.reason,
-        "starts_at": _iso(record.starts_at),
-        "expires_at": _iso(record.expires_at),
+        "starts_at": iso_or_none(record.starts_at),
+        "expires_at": iso_or_none(record.expires_at),
         "author": record.author,
-        "created_at": _iso(record.created_at),
+        "created_at": iso_or_none(record.created_at),
     }
 
 
@@ -206,7 +209,7 @@ def reevaluate_one(
         "to_tier": decision.effective_tier if changed is not None else seller.tier,
         "action": decision.action.value,
         "changed": changed is not None,
-        "downgrade_effective_at": _iso(decision.downgrade_effective_at),
+        "downgrade_effective_at": iso_or_none(decision.downgrade_effective_at),
     }
 
 
@@ -228,7 +231,7 @@ def router() -> APIRouter:
                 status=422,
             )
         seller = _db(request).upsert_seller(
-            seller_id, tier=body.tier, attributes=body.attributes, audit=_audit(request, principal)
+            seller_id, tier=body.tier, attributes=body.attributes, audit=audit_of(request, principal)
         )
         return envelope(request, _seller_json(seller))
 
@@ -274,7 +277,7 @@ def router() -> APIRouter:
                         "from_tier": c.from_tier,
                         "to_tier": c.to_tier,
                         "reason": c.reason,
-                        "at": _iso(c.at),
+                        "at": iso_or_none(c.at),
                         "policy_version": c.policy_version,
                     }
                     for c in changes
@@ -298,7 +301,11 @@ def router() -> APIRouter:
         del principal
         return envelope(
             request,
-            {"seller_id": seller_id, "taken_at": _iso(snapshot.taken_at), "metrics": dict(snapshot.metrics)},
+            {
+                "seller_id": seller_id,
+                "taken_at": iso_or_none(snapshot.taken_at),
+                "metrics": dict(snapshot.metrics),
+            },
         )
 
     @api.post("/tiers/reevaluate", summary="Re-evaluate the tiers of some or all sellers (service, admin)")
@@ -308,7 +315,7 @@ def router() -> APIRouter:
         body: Annotated[ReevaluateIn | None, Body()] = None,
     ) -> dict[str, object]:
         db, engine = _db(request), _engine(request)
-        audit = _audit(request, principal)
+        audit = audit_of(request, principal)
         wanted = body.seller_ids if body is not None else None
         results = []
         if wanted is None:
@@ -351,7 +358,7 @@ def router() -> APIRouter:
                 author=principal.subject,
                 expires_at=body.expires_at,
                 starts_at=body.starts_at,
-                audit=_audit(request, principal),
+                audit=audit_of(request, principal),
             )
         except ValueError as exc:
             raise ServiceError("VALIDATION_FAILED", str(exc), status=422) from None
@@ -371,7 +378,7 @@ def router() -> APIRouter:
             record = db.get_override(override_id)
             if record.seller_id != seller_id:
                 raise NotFoundError("no such override")  # noqa: TRY301  one not-found answer for both cases
-            record = db.delete_override(override_id, audit=_audit(request, principal))
+            record = db.delete_override(override_id, audit=audit_of(request, principal))
         except NotFoundError:
             raise ServiceError(
                 "NOT_FOUND", f"seller {seller_id!r} has no override {override_id}", status=404
