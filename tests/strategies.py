@@ -6,9 +6,11 @@ under a new heading rather than mixing them into an existing section.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
-from typing import TYPE_CHECKING
+import re
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import assume
 from hypothesis import strategies as st
@@ -1351,3 +1353,121 @@ def error_infos(draw: st.DrawFn) -> ErrorInfo:
         ),
         retry_after=draw(st.none() | st.sampled_from((0.0, 2.5, 7200.0))),
     )
+
+
+# ---------------------------------------------------------------- variants of the shipped policies
+
+_VARIANT_STATUSES = (400, 404, 409, 422, 429, 500, 503, 504)
+_VARIANT_TIMEOUTS = ("500ms", "1s", "2s", "3s")
+_VARIANT_STORE_MODES = ("fail_open", "fail_closed", "local")
+
+
+def _documents_of(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in documents if d["kind"] == kind]
+
+
+def _mutate_tiers(draw: st.DrawFn, spec: dict[str, Any]) -> None:
+    ladder = [t["name"] for t in spec["tiers"]]
+    features = spec.get("features", {})
+    limits = spec.get("limits", {})
+    choice = draw(st.sampled_from(("from", "rollout", "enabled", "when", "limit", "grace", "threshold")))
+    if choice in {"from", "rollout", "enabled", "when"} and features:
+        feature = features[draw(st.sampled_from(sorted(features)))]
+        if choice == "from" and "from" in feature:
+            feature["from"] = draw(st.sampled_from(ladder))
+        elif choice == "rollout":
+            feature["rollout"] = draw(st.integers(1, 100))
+        elif choice == "enabled":
+            feature["enabled"] = not feature.get("enabled", True)
+        else:
+            feature.pop("when", None)
+    elif choice == "limit" and limits:
+        values = limits[draw(st.sampled_from(sorted(limits)))]["values"]
+        values[draw(st.sampled_from(sorted(values)))] = draw(
+            st.one_of(st.just("unlimited"), st.integers(0, 10**6))
+        )
+    elif choice == "grace" and "progression" in spec:
+        spec["progression"]["grace_period_days"] = draw(st.integers(1, 365))
+    elif choice == "threshold" and spec.get("progression", {}).get("rules"):
+        rules = spec["progression"]["rules"]
+        rule = rules[draw(st.sampled_from(sorted(rules)))]
+        # Whole numbers only, not the digits inside names such as orders_60d.
+        numbers = list(re.finditer(r"(?<![\w.])\d+", rule["when"]))
+        if numbers:
+            found = draw(st.sampled_from(numbers))
+            replacement = str(draw(st.integers(0, 100_000)))
+            rule["when"] = rule["when"][: found.start()] + replacement + rule["when"][found.end() :]
+
+
+def _mutate_errors(draw: st.DrawFn, spec: dict[str, Any]) -> None:
+    codes = spec["codes"]
+    code = codes[draw(st.sampled_from(sorted(codes)))]
+    choice = draw(st.sampled_from(("status", "retryable", "title", "swap")))
+    if choice == "status":
+        code["status"] = draw(st.sampled_from(_VARIANT_STATUSES))
+    elif choice == "retryable":
+        code["retryable"] = not code.get("retryable", False)
+    elif choice == "title":
+        code["title"] = draw(st.sampled_from(("Changed", "Another title", code["title"])))
+    elif len(spec["rules"]) > 2:  # two rules before the catch-all
+        index = draw(st.integers(0, len(spec["rules"]) - 3))
+        rules = spec["rules"]
+        rules[index], rules[index + 1] = rules[index + 1], rules[index]
+
+
+def _mutate_resilience(draw: st.DrawFn, spec: dict[str, Any]) -> None:
+    operations = spec["operations"]
+    operation = operations[draw(st.sampled_from(sorted(operations)))]
+    choice = draw(st.sampled_from(("attempts", "timeout", "threshold", "breaker", "bulkhead")))
+    if choice == "attempts" and "retry" in operation:
+        operation["retry"]["max_attempts"] = draw(st.integers(1, 6))
+    elif choice == "timeout" and "timeout" in operation:
+        operation["timeout"] = draw(st.sampled_from(_VARIANT_TIMEOUTS))
+    elif choice == "threshold" and "circuit_breaker" in operation:
+        operation["circuit_breaker"]["failure_rate_threshold"] = draw(st.integers(10, 90))
+    elif choice == "breaker":
+        operation.pop("circuit_breaker", None)
+    elif choice == "bulkhead":
+        operation["bulkhead"] = {"max_concurrent": draw(st.integers(1, 100))}
+
+
+def _mutate_ratelimits(draw: st.DrawFn, spec: dict[str, Any]) -> None:
+    limit = draw(st.sampled_from(spec["limits"]))
+    choice = draw(st.sampled_from(("rate", "shadow", "store")))
+    if choice == "rate":
+        window = draw(st.sampled_from(limit["windows"]))
+        if isinstance(window["rate"], dict):
+            tier = draw(st.sampled_from(sorted(window["rate"])))
+            window["rate"][tier] = f"{draw(st.integers(1, 10_000))}/minute"
+        else:
+            window["rate"] = f"{draw(st.integers(1, 10_000))}/minute"
+        window.pop("burst", None)
+    elif choice == "shadow":
+        limit["shadow"] = not limit.get("shadow", False)
+    else:
+        limit["on_store_error"] = draw(st.sampled_from(_VARIANT_STORE_MODES))
+
+
+_MUTATORS = {
+    "Tiers": _mutate_tiers,
+    "Errors": _mutate_errors,
+    "Resilience": _mutate_resilience,
+    "RateLimits": _mutate_ratelimits,
+}
+
+
+@st.composite
+def shipped_policy_variants(draw: st.DrawFn, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Up to three valid edits of a policy set given as documents' plain data (``to_data()``).
+
+    Edits a product person makes: a feature's tiers, rollout, switch or condition, a limit
+    value, the grace period or a progression threshold, an error code's status,
+    retryability or title, two adjacent classification rules, retry attempts, timeouts,
+    breaker thresholds, bulkheads, rates, shadow mode and store-error modes. The input
+    is not changed.
+    """
+    variant = copy.deepcopy(documents)
+    kinds = sorted(kind for kind in _MUTATORS if _documents_of(variant, kind))
+    for kind in draw(st.lists(st.sampled_from(kinds), max_size=3)) if kinds else []:
+        _MUTATORS[kind](draw, _documents_of(variant, kind)[0]["spec"])
+    return variant

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import tierpolicy
 from support import SMALL_SET
 from tierpolicy import cli
 from tierpolicy.engine._kinds import SPEC_MODELS
@@ -190,7 +192,13 @@ def test_schema_prints_every_kind(monkeypatch, capsys, tmp_path):
     assert schema["properties"]["kind"] == {"const": "Tiers"}
     assert "TiersSpec" in schema["$defs"]
     code, _, _ = run(monkeypatch, capsys, "schema", "--output", str(tmp_path))
-    expected = sorted([*(f"{kind.lower()}.schema.json" for kind in SPEC_MODELS), "policy.schema.json"])
+    expected = sorted(
+        [
+            *(f"{kind.lower()}.schema.json" for kind in SPEC_MODELS),
+            "policy.schema.json",
+            "testsuite.schema.json",
+        ]
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == expected
 
 
@@ -227,6 +235,7 @@ def test_serve_refuses_a_jwt_key_it_cannot_use_as_a_bad_setting(monkeypatch, cap
 
 def test_serve_refuses_a_missing_or_broken_policy_directory(monkeypatch, capsys, tmp_path):
     """A missing directory is a usage error; a broken set prints its diagnostics and exits 1."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'tp.db'}")
     code, _, err = run(monkeypatch, capsys, "serve", "--policies", str(tmp_path / "nowhere"))
     assert (code, "no such policy directory" in err) == (2, True)
     (tmp_path / "bad.yaml").write_text(
@@ -237,8 +246,8 @@ def test_serve_refuses_a_missing_or_broken_policy_directory(monkeypatch, capsys,
     assert "bad.yaml:4:" in err
 
 
-def test_serve_starts_the_service_and_answers(tmp_path):
-    """`tierpolicy serve` on embedded defaults starts uvicorn and the evaluate endpoint answers."""
+def test_serve_dev_starts_the_service_and_the_printed_request_answers(tmp_path):
+    """README's `tierpolicy serve --dev` on embedded defaults prints a token, and evaluate answers it."""
     import socket  # noqa: PLC0415  only this test needs it
     import time  # noqa: PLC0415  as above
     import urllib.request  # noqa: PLC0415  as above
@@ -246,48 +255,81 @@ def test_serve_starts_the_service_and_answers(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'tp.db'}",
-        "JWT_SECRET": "a-development-secret-of-32-bytes-or-more",
-    }
-    env.pop("REDIS_URL", None)
-    minted = subprocess.run(
-        [sys.executable, "-m", "tierpolicy.cli", "token", "--role", "service", "--subject", "readme"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    process = subprocess.Popen(  # noqa: S603  this interpreter, fixed arguments
-        [sys.executable, "-m", "tierpolicy.cli", "serve", "--policies", str(ROOT / "policies")],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = {**os.environ, "PORT": str(port), "DATABASE_URL": f"sqlite:///{tmp_path / 'tp.db'}"}
+    for name in ("REDIS_URL", "JWT_SECRET", "JWT_PUBLIC_KEY"):
+        env.pop(name, None)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603  this interpreter, fixed arguments
+            [sys.executable, "-m", "tierpolicy.cli", "serve", "--dev", "--policies", str(ROOT / "policies")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         body = (ROOT / "examples" / "eval-request.json").read_bytes()
         deadline = time.monotonic() + 30
         while True:
+            printed = re.search(r"Bearer ([\w.-]+)'", log.read_text())
             try:
+                if printed is None:
+                    raise ConnectionRefusedError  # not started yet
                 request = urllib.request.Request(
                     f"http://127.0.0.1:{port}/api/marketplace/seller/policy/evaluate",
                     data=body,
-                    headers={"Content-Type": "application/json", "Authorization": f"Bearer {minted}"},
+                    headers={"Content-Type": "application/json", "Authorization": f"Bearer {printed[1]}"},
                 )
                 with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310  as above
                     answer = json.loads(response.read())
                 break
             except OSError:
                 if time.monotonic() > deadline or process.poll() is not None:
-                    raise
+                    raise AssertionError(log.read_text()) from None
                 time.sleep(0.2)
         assert len(answer["data"]["results"]) == 7
         assert answer["meta"]["policy_version"] == answer["data"]["policy_version"]
+        assert f"http://127.0.0.1:{port}/docs" in log.read_text()
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_serve_dev_refuses_addresses_other_than_loopback(monkeypatch, capsys, tmp_path):
+    """--dev mints tokens for anyone who can reach it, so it will not bind a public interface."""
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'tp.db'}")
+    code, _, err = run(monkeypatch, capsys, "serve", "--dev", "--host", "0.0.0.0")  # noqa: S104  the refused case
+    assert (code, "loopback" in err) == (2, True)
+    code, _, err = run(monkeypatch, capsys, "serve", "--dev", "--host", "example.com")
+    assert (code, "loopback" in err) == (2, True)
+
+
+def test_serve_serves_the_stores_active_version_even_without_a_policy_directory(tmp_path):
+    """A replica serves the database's active version at startup; POLICY_DIR is only the first-run default."""
+    from tierpolicy.adapters.sqlalchemy import Database  # noqa: PLC0415  only this test
+    from tierpolicy.service import Settings, create_app  # noqa: PLC0415  as above
+
+    files = {p.name: p.read_text() for p in (ROOT / "policies").glob("*.yaml")}
+    files["errors.yaml"] = files["errors.yaml"].replace("Not found", "Nothing here", 1)
+    url = f"sqlite:///{tmp_path / 'tp.db'}"
+    served = tierpolicy.load_files(files, root="t")
+    with Database.from_url(url) as database:
+        database.migrate()
+        database.add_policy_version(version=served.version, digest=served.digest, files=files, author="test")
+        database.activate_policy_version(served.version)
+    refused: list[Path] = []
+
+    def no_directory(path: Path) -> tierpolicy.Engine:
+        refused.append(path)
+        raise AssertionError(path)
+
+    settings = Settings(
+        database_url=url,
+        policy_dir=tmp_path / "nowhere",
+        jwt_secret="a-development-secret-of-32-bytes-or-more",  # noqa: S106  a test-only key
+    )
+    app = create_app(settings, load_policies=no_directory)
+    assert app.state.holder.engine.version == served.version
+    assert refused == []
 
 
 def test_token_mints_what_the_service_accepts_and_refuses_bad_roles(monkeypatch, capsys):

@@ -287,6 +287,23 @@ def test_engines_and_sets_without_limits_are_accepted(policies):
     assert tierpolicy.RateLimiter(bare).check(context(), route="/api/x").decisions == ()
 
 
+def test_limits_whose_when_is_false_are_not_checked():
+    """A limit whose ``when`` does not hold spends nothing and gives no decision; the others still count."""
+    gated = POLICY.replace(
+        '    - name: address\n      match: {routes: ["/api/*"]}\n',
+        '    - name: address\n      match: {routes: ["/api/*"]}\n      when: seller.tier == "gold"\n',
+    )
+    assert gated != POLICY
+    limiter = tierpolicy.RateLimiter(
+        tierpolicy.load_files({"rl.yaml": gated}, root="t"), InMemoryRateLimitStore(clock=FakeClock())
+    )
+    bronze = limiter.check(context(tier="bronze"), route="/api/x")
+    assert "address" not in [d.limit for d in bronze.decisions]
+    gold = limiter.check(context(seller="s-2", tier="gold"), route="/api/x")
+    address = next(d for d in gold.decisions if d.limit == "address")
+    assert address.remaining == 4  # the bronze request before it spent nothing of the address's 5/hour
+
+
 def test_the_route_memo_is_bounded(limiter):
     """Distinct raw paths do not grow the limiter's memo without bound."""
     for i in range(5000):

@@ -320,7 +320,21 @@ def test_shipped_seller_api_limits():
     model = load(POLICIES).model("RateLimits")
     assert isinstance(model, RateLimitsModel)
     names = [p.name for p in model.limits_for(route="/api/marketplace/seller/listings")]
-    assert names == ["seller-api", "seller-api-by-address"]
+    assert names == ["seller-api", "service-api", "seller-api-by-address"]
+    applying = {
+        role: [
+            p.name
+            for p in model.limits
+            if p.applies({"request": {"role": role, "principal": f"{role}:x", "client_ip": "10.0.0.1"}})
+        ]
+        for role in ("seller", "service", "admin", "anonymous")
+    }
+    assert applying == {
+        "seller": ["seller-api", "seller-api-by-address"],
+        "service": ["service-api"],
+        "admin": ["service-api"],
+        "anonymous": ["seller-api-by-address"],
+    }
     seller_api = model.limit("seller-api")
     assert seller_api is not None
     sustained = {t: seller_api.windows_for(t)[0].quota for t in ("bronze", "silver", "gold", "platinum")}
@@ -347,6 +361,44 @@ def test_burst_is_for_gcra_only():
         + "      algorithm: sliding_window\n"
     )
     assert codes(body) == [("TP208", 6, 18)]
+
+
+def test_when_limits_a_rule_to_the_requests_it_is_true_for():
+    """A limit with ``when`` applies only where its condition holds; without one, always."""
+    [plain] = model_of(SIMPLE).limits
+    assert plain.when is None
+    assert plain.applies({})
+    body = SIMPLE.replace("key: seller.id", 'when: seller.tier == "gold"\n      key: seller.id')
+    [limited] = model_of(body).limits
+    assert limited.applies({"seller": {"tier": "gold"}})
+    assert not limited.applies({"seller": {"tier": "bronze"}})
+    with pytest.raises(ConditionError):
+        limited.applies({"seller": {}})
+
+
+def test_when_must_be_a_bool_and_is_type_checked_at_load():
+    """A ``when`` that is not a bool is TP301 and a misspelt attribute TP302, positioned in the file."""
+    body = SIMPLE.replace("key: seller.id", "when: seller.id\n      key: seller.id")
+    assert codes(body) == [("TP301", 3, 13)]
+    body = SIMPLE.replace("key: seller.id", 'when: seller.idd == "x"\n      key: seller.id')
+    assert [c for c, _, _ in codes(body)] == ["TP302"]
+
+
+def test_a_when_that_gives_no_bool_at_run_time_raises():
+    """A dyn attribute that turns out not to be a bool raises ConditionError instead of guessing."""
+    context_doc = (
+        "apiVersion: tierpolicy/v1\nkind: Context\nmetadata: {name: c}\n"
+        "spec:\n  attributes:\n    request: {flag: dyn}\n---\n"
+    )
+    body = SIMPLE.replace("key: seller.id", "when: request.flag\n      key: seller.id")
+    result = check_files([SourceFile("rl.yaml", (context_doc + HEADER + body).encode())], root="<memory>")
+    assert result.policy_set is not None, [d.format() for d in result.diagnostics]
+    model = result.policy_set.model("RateLimits")
+    assert isinstance(model, RateLimitsModel)
+    [policy] = model.limits
+    assert policy.applies({"request": {"flag": True}})
+    with pytest.raises(ConditionError, match="must produce bool"):
+        policy.applies({"request": {"flag": "yes"}})
 
 
 def test_a_key_or_partition_that_is_not_a_string_at_run_time_raises():

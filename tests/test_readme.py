@@ -25,10 +25,12 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert test_commands[0] in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
-def test_readme_main_command_uses_shipped_files():
-    """The main command checks policies/ and evaluates the shipped example request."""
-    [main] = [block.strip() for block in _blocks("sh") if "tierpolicy eval" in block]
+def test_readme_main_command_checks_and_serves_the_shipped_files():
+    """The main command checks policies/ and starts the service in the mode whose run tests/test_cli.py tries."""
+    [main] = [block.strip() for block in _blocks("sh") if "tierpolicy serve" in block]
     assert "tierpolicy check policies/" in main
+    assert main.endswith("tierpolicy serve --dev")
+    assert "--input examples/eval-request.json" in README
     assert (ROOT / "examples" / "eval-request.json").is_file()
 
 

@@ -23,15 +23,21 @@ else:
     _CLI_EXTRA = True
 
 from . import __name__ as _package
+from ._authoring_cli import DiffFormat, ErrorsFormat, FailOn
+from .authoring._reports import TestFormat, check_suites, parse_threshold, render, report_json, schema_of
+from .authoring._reports import render_text as render_tests
+from .authoring._reports import run_directory as run_suites
+from .authoring._suites import SUITE_KIND
 from .engine._engine import Engine
 from .engine._evaluation import dumps, evaluate
 from .engine._exceptions import InvalidRequestError, TierpolicyError
 from .engine._kinds import SPEC_MODELS
 from .engine._loader import check as check_policies
-from .engine._schema import kind_schema, set_schema
+from .engine._schema import set_schema
 
 if TYPE_CHECKING:
     from .engine._diagnostics import Diagnostic
+    from .service import Settings
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 MAX_INPUT_BYTES = 8 * 1_048_576
@@ -42,6 +48,7 @@ class OutputFormat(StrEnum):
 
     text = "text"
     json = "json"
+    sarif = "sarif"
 
 
 def _app() -> typer.Typer:
@@ -87,16 +94,26 @@ def _app() -> typer.Typer:
     @app.command()
     def check(
         directory: Annotated[Path, typer.Argument(help="The policy directory (or one policy file).")],
-        output: Annotated[OutputFormat, typer.Option("--format", help="text or json.")] = OutputFormat.text,
+        output: Annotated[
+            OutputFormat, typer.Option("--format", help="text, json or sarif (SARIF 2.1.0).")
+        ] = OutputFormat.text,
+        no_tests: Annotated[  # noqa: FBT002  typer reads options from parameters with defaults
+            bool, typer.Option("--no-tests", help="Do not run the test suites in DIR/tests.")
+        ] = False,
     ) -> None:
-        """Validate a policy set: exit 0 if valid (warnings allowed), 1 if not."""
+        """Validate a policy set and run its test suites: exit 0 if valid and passing, 1 if not."""
         if not directory.exists():
             fail(f"{directory}: no such file or directory", EXIT_USAGE)
         result = check_policies(directory)
+        suites = None if no_tests else check_suites(directory, result)
         errors = len(result.errors)
         warnings = sum(d.severity == "warning" for d in result.diagnostics)
         infos = len(result.diagnostics) - errors - warnings
-        if output is OutputFormat.json:
+        if output is OutputFormat.sarif:
+            from .authoring._sarif import to_sarif  # noqa: PLC0415  only for this format
+
+            sys.stdout.write(json.dumps(to_sarif(result.diagnostics), indent=2) + "\n")
+        elif output is OutputFormat.json:
             out.print_json(
                 json.dumps(
                     {
@@ -106,6 +123,7 @@ def _app() -> typer.Typer:
                         "warnings": warnings,
                         "infos": infos,
                         "diagnostics": [d.to_json() for d in result.diagnostics],
+                        **({"tests": report_json(suites)} if suites is not None else {}),
                     }
                 )
             )
@@ -121,7 +139,37 @@ def _app() -> typer.Typer:
                 )
             else:
                 out.print(f"[red]invalid[/]: {escape(str(directory))} ({summary})")
-        raise typer.Exit(EXIT_OK if result.ok else EXIT_INVALID)
+            if suites is not None:
+                out.print(escape(render_tests(suites, verbose=False)), end="")
+        raise typer.Exit(EXIT_OK if result.ok and (suites is None or suites.passed) else EXIT_INVALID)
+
+    @app.command("test")
+    def test_(
+        directory: Annotated[Path, typer.Argument(help="The policy directory; suites are in DIR/tests.")],
+        output: Annotated[
+            TestFormat, typer.Option("--format", help="text, json or junit.")
+        ] = TestFormat.text,
+        pattern: Annotated[
+            str | None,
+            typer.Option("--filter", help="Run only suites or tests whose name matches this glob."),
+        ] = None,
+        coverage: Annotated[  # noqa: FBT002  typer reads options from parameters with defaults
+            bool, typer.Option("--coverage", help="Report which rules no test exercised.")
+        ] = False,
+        threshold: Annotated[
+            str | None, typer.Option("--threshold", help="Fail when rule coverage is below this percentage.")
+        ] = None,
+    ) -> None:
+        """Run the YAML test suites of a policy set: exit 0 if all pass, 1 if not (see docs/testing.md)."""
+        if not directory.is_dir():
+            fail(f"{directory}: no such directory", EXIT_USAGE)
+        try:
+            minimum = None if threshold is None else parse_threshold(threshold)
+        except ValueError as exc:
+            fail(str(exc), EXIT_USAGE)
+        report = run_suites(directory, pattern=pattern, threshold=minimum)
+        sys.stdout.write(render(report, output, coverage=coverage))
+        raise typer.Exit(EXIT_OK if report.passed else EXIT_INVALID)
 
     @app.command("eval")
     def eval_(
@@ -186,9 +234,10 @@ def _app() -> typer.Typer:
         """Print the JSON Schema of policy documents (for editor autocompletion)."""
         if kind is not None:
             # Kinds are written capitalised in documents; accept any case on the command line.
-            kind = {name.lower(): name for name in SPEC_MODELS}.get(kind.lower(), kind)
-            if kind not in SPEC_MODELS:
-                fail(f"unknown kind {kind!r}; kinds: {', '.join(sorted(SPEC_MODELS))}", EXIT_USAGE)
+            kinds = sorted([*SPEC_MODELS, SUITE_KIND])
+            kind = {name.lower(): name for name in kinds}.get(kind.lower(), kind)
+            if kind not in kinds:
+                fail(f"unknown kind {kind!r}; kinds: {', '.join(kinds)}", EXIT_USAGE)
         if output is not None:
             if output.exists() and not output.is_dir():
                 fail(f"{output}: exists and is not a directory", EXIT_USAGE)
@@ -196,14 +245,13 @@ def _app() -> typer.Typer:
                 output.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 fail(f"{output}: cannot create the directory: {exc.strerror}", EXIT_USAGE)
-            for name in [kind] if kind else sorted(SPEC_MODELS):
+            for name in [kind] if kind else sorted([*SPEC_MODELS, SUITE_KIND]):
                 (output / f"{name.lower()}.schema.json").write_text(
-                    json.dumps(kind_schema(name), indent=2) + "\n"
+                    json.dumps(schema_of(name), indent=2) + "\n"
                 )
             (output / "policy.schema.json").write_text(json.dumps(set_schema(), indent=2) + "\n")
             return
-        document = kind_schema(kind) if kind else set_schema()
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(json.dumps(schema_of(kind), indent=2) + "\n")
 
     @app.command()
     def serve(
@@ -215,6 +263,16 @@ def _app() -> typer.Typer:
             str | None, typer.Option(help="Interface to bind (default: HOST or 127.0.0.1).")
         ] = None,
         port: Annotated[int | None, typer.Option(help="Port to listen on (default: PORT or 8000).")] = None,
+        dev: Annotated[  # noqa: FBT002  typer reads options from parameters with defaults
+            bool,
+            typer.Option(
+                "--dev",
+                help=(
+                    "Try it out: without JWT_SECRET or JWT_PUBLIC_KEY, sign tokens with a secret made "
+                    "for this run, and print tokens and a curl command. Loopback addresses only."
+                ),
+            ),
+        ] = False,
     ) -> None:
         """Run the seller service; settings come from the environment (see docs/service.md)."""
         try:
@@ -236,18 +294,68 @@ def _app() -> typer.Typer:
                 f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
             )
             fail(f"invalid settings: {problems}", EXIT_USAGE)
-        if not settings.policy_dir.exists():
-            fail(
-                f"{settings.policy_dir}: no such policy directory (set POLICY_DIR or --policies)", EXIT_USAGE
-            )
-        engine = load_engine(settings.policy_dir)  # a broken set is reported as `check` does
+
+        if dev:
+            settings = development(settings)
+
+        def directory(policy_dir: Path) -> Engine:
+            # Only when the store has no active version: a replica serves the store's.
+            if not policy_dir.exists():
+                fail(f"{policy_dir}: no such policy directory (set POLICY_DIR or --policies)", EXIT_USAGE)
+            return load_engine(policy_dir)  # a broken set is reported as `check` does
+
         try:
-            application = create_app(settings, engine=engine)
+            application = create_app(settings, load_policies=directory)
         except AuthSetupError as exc:  # a JWT key the service refuses is a bad setting
             fail(f"invalid settings: {exc}", EXIT_USAGE)
         except TierpolicyError as exc:
             fail(str(exc))
+        if dev:
+            introduce(settings)
         uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level)
+
+    def development(settings: Settings) -> Settings:
+        """``settings`` for ``serve --dev``: loopback only, with a secret of this run's own if none is set."""
+        import ipaddress  # noqa: PLC0415  only --dev needs them
+        import secrets  # noqa: PLC0415  as above
+
+        from pydantic import SecretStr  # noqa: PLC0415  the service extra is optional
+
+        try:
+            loopback = settings.host == "localhost" or ipaddress.ip_address(settings.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            fail(
+                f"--dev serves loopback addresses only, not {settings.host!r} (set HOST or --host)",
+                EXIT_USAGE,
+            )
+        if settings.jwt_secret is not None or settings.jwt_public_key is not None:
+            return settings
+        return settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(32))})
+
+    def introduce(settings: Settings) -> None:
+        """Print tokens for this run and a request to try (``serve --dev``)."""
+        from .service import mint_token  # noqa: PLC0415  the service extra is optional
+
+        if settings.jwt_secret is None:  # a public key only verifies: nothing to sign with here
+            return
+        service, admin = (
+            mint_token(settings, role=role, subject=f"dev-{role}", ttl=8 * 3600)
+            for role in ("service", "admin")
+        )
+        base = f"http://{settings.host}:{settings.port}"
+        sys.stdout.write(
+            "Development mode: tokens for this run (valid 8 hours)\n"
+            f"  service: {service}\n"
+            f"  admin:   {admin}\n"
+            "Try, from another terminal in this directory:\n"
+            f"  curl -s -X POST {base}/api/marketplace/seller/policy/evaluate \\\n"
+            f"    -H 'Authorization: Bearer {service}' \\\n"
+            "    -H 'Content-Type: application/json' --data @examples/eval-request.json\n"
+            f"API browser: {base}/docs\n"
+        )
+        sys.stdout.flush()
 
     @app.command()
     def token(
@@ -310,6 +418,91 @@ def _app() -> typer.Typer:
             out.print(f"database at revision {current(url)}")
         except TierpolicyError as exc:
             fail(str(exc))
+
+    @app.command()
+    def fmt(
+        paths: Annotated[
+            list[Path] | None,
+            typer.Argument(help="Policy files or directories (default: policies/).", show_default=False),
+        ] = None,
+        check_only: Annotated[  # noqa: FBT002  typer reads options from parameters with defaults
+            bool, typer.Option("--check", help="List the files that would change; write nothing.")
+        ] = False,
+        diff: Annotated[  # noqa: FBT002  as above
+            bool, typer.Option("--diff", help="Print a unified diff of each change; write nothing.")
+        ] = False,
+    ) -> None:
+        """Format policy files canonically, keeping comments (see docs/formatting.md)."""
+        from .authoring._fmt import run_fmt  # noqa: PLC0415  ruamel.yaml is imported only here
+
+        code = run_fmt(
+            paths or [Path("policies")], check=check_only, diff=diff, out=sys.stdout, err=sys.stderr
+        )
+        raise typer.Exit(code)
+
+    @app.command()
+    def diff(
+        old: Annotated[str, typer.Argument(help="The set before: a directory, or git:REV.")],
+        new: Annotated[str, typer.Argument(help="The set after: a directory, or git:REV.")],
+        path: Annotated[
+            str, typer.Option("--path", help="For git:REV, the policy directory in the revision.")
+        ] = "policies",
+        output: Annotated[
+            DiffFormat, typer.Option("--format", help="text, json or markdown.")
+        ] = DiffFormat.text,
+        fail_on: Annotated[
+            FailOn | None,
+            typer.Option("--fail-on", help="Exit 1 if there are tighten, loosen or any changes."),
+        ] = None,
+    ) -> None:
+        """Show what a policy change does, per tier, code, operation and limit (see docs/diff.md)."""
+        from ._authoring_cli import SourceError, read_set  # noqa: PLC0415  only this command needs them
+        from .authoring._diff import diff_sets, render_markdown, render_text  # noqa: PLC0415  as above
+
+        sets = []
+        for source in (old, new):
+            try:
+                label, result = read_set(source, path)
+            except SourceError as exc:
+                fail(str(exc), EXIT_USAGE)
+            if result.policy_set is None:
+                for diagnostic in result.diagnostics:
+                    err.print(escape(diagnostic.format()))
+                fail(f"the policy set {label} did not load ({len(result.errors)} errors)")
+            sets.append((label, result.policy_set))
+        (old_label, old_set), (new_label, new_set) = sets
+        changes = diff_sets(old_set, new_set, old_label=old_label, new_label=new_label)
+        if output is DiffFormat.json:
+            sys.stdout.write(json.dumps(changes.to_json(), indent=2, ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write((render_markdown if output is DiffFormat.markdown else render_text)(changes))
+        failing = fail_on is not None and (
+            bool(changes.changes)
+            if fail_on is FailOn.any
+            else changes.count("tighten" if fail_on is FailOn.tighten else "loosen") > 0
+        )
+        raise typer.Exit(EXIT_INVALID if failing else EXIT_OK)
+
+    @app.command()
+    def errors(
+        directory: Annotated[Path, typer.Argument(help="The policy directory.")] = Path("policies"),
+        output: Annotated[
+            ErrorsFormat, typer.Option("--format", help="markdown or json.")
+        ] = ErrorsFormat.markdown,
+    ) -> None:
+        """Print the error-code registry for support teams (see docs/errors.md)."""
+        from .authoring._errors import error_registry, registry_json, registry_markdown  # noqa: PLC0415  only here
+
+        if not directory.exists():
+            fail(f"{directory}: no such file or directory", EXIT_USAGE)
+        policy_set = load_engine(directory).policy_set
+        entries = error_registry(policy_set)
+        if entries is None:
+            fail(f"the policy set {directory} has no Errors document, so no error codes")
+        if output is ErrorsFormat.json:
+            sys.stdout.write(json.dumps(registry_json(entries, version=policy_set.version), indent=2) + "\n")
+        else:
+            sys.stdout.write(registry_markdown(entries, version=policy_set.version))
 
     @app.command()
     def version() -> None:

@@ -388,6 +388,34 @@ def test_router_prefixes_and_mounts_are_part_of_the_template():
     assert [r.status_code for r in items + mounted] == [200, 200, 429, 200, 200, 429]
 
 
+def test_a_websocket_routes_template_includes_its_router_prefix():
+    """A WebSocket route of an included router has its full template (FastAPI leaves its context's path empty)."""
+    import warnings  # noqa: PLC0415  only this test
+
+    from fastapi import WebSocket  # noqa: PLC0415  as above
+    from starlette.exceptions import StarletteDeprecationWarning  # noqa: PLC0415  as above
+
+    with warnings.catch_warnings():
+        # Starlette's test client prefers httpx2; the project depends on httpx, which it still drives.
+        warnings.filterwarnings("ignore", "Using `httpx`", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient  # noqa: PLC0415  as above
+
+    seen: list[str] = []
+    router = APIRouter(prefix="/api/{shop}")
+
+    @router.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        seen.append(route_template(websocket))
+        await websocket.accept()
+        await websocket.close()
+
+    app = FastAPI()
+    app.include_router(router)
+    with TestClient(app) as client, client.websocket_connect("/api/a/ws"):
+        pass
+    assert seen == ["/api/{shop}/ws"]
+
+
 @pytest.mark.parametrize(
     ("scope", "expected"),
     [

@@ -135,6 +135,18 @@ def test_a_body_over_the_limit_is_refused_declared_or_streamed(marketplace):
     )
 
 
+def test_every_route_refuses_big_bodies_before_parsing_them(marketplace):
+    """Routes whose body FastAPI validates refuse oversized bodies too, even from callers without a token."""
+    app = app_for(marketplace, max_body_bytes=1024)
+    big = {"tier": "gold", "attributes": {"note": "x" * 5000}}
+    for headers in (auth("admin"), {}):
+        assert_problem(
+            call(app, "PUT", f"{PREFIX}/sellers/s-1", headers=headers, json=big), 413, "PAYLOAD_TOO_LARGE"
+        )
+    small = call(app, "PUT", f"{PREFIX}/sellers/s-1", headers=auth("admin"), json={"tier": "gold"})
+    assert small.status_code == 200
+
+
 # --------------------------------------------------------------------------- ids and problems
 
 

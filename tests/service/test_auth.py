@@ -765,3 +765,35 @@ def test_the_real_clock_is_the_default():
     """Without a clock, the authenticator and mint_token use the real time (a fresh token passes)."""
     signed = mint_token(SECRET, role="service", subject="ops")
     assert Authenticator(algorithm="HS256", key=SECRET).decode(signed).role == "service"
+
+
+# --------------------------------------------------------------------------- verified tokens
+
+
+def test_a_remembered_token_is_still_checked_against_the_clock():
+    """A token verified once is remembered, but its expiry and not-before are checked on every use."""
+    now = [NOW]
+    authenticator = Authenticator(algorithm="HS256", key=SECRET, audience=AUDIENCE, clock=lambda: now[0])
+    value = token(exp=int(NOW.timestamp()) + 60)
+    assert authenticator.decode(value).subject == "alice"
+    assert value in authenticator._verified
+    now[0] = NOW + dt.timedelta(seconds=60 + LEEWAY + 1)
+    with pytest.raises(ServiceError) as info:
+        authenticator.decode(value)
+    assert info.value.code == "AUTHENTICATION_EXPIRED"
+
+
+def test_only_tokens_that_verify_are_remembered_and_the_memory_is_bounded(monkeypatch):
+    """Refused tokens are not remembered; past the bound the oldest verified token is forgotten."""
+    monkeypatch.setattr("tierpolicy.service._auth.VERIFIED_CACHE_SIZE", 3)
+    authenticator = hs_authenticator()
+    forged = hs256({"alg": "HS256", "typ": "JWT"}, claims(), key=OTHER_SECRET)
+    with pytest.raises(ServiceError):
+        authenticator.decode(forged)
+    assert authenticator._verified == {}
+    values = [token(jti=f"t-{i}") for i in range(4)]
+    for value in values:
+        authenticator.decode(value)
+    assert list(authenticator._verified) == values[1:]
+    with pytest.raises(ServiceError):  # a remembered payload under another signature is not the same token
+        authenticator.decode(values[3].rsplit(".", 1)[0] + "." + forged.rsplit(".", 1)[1])

@@ -17,7 +17,7 @@ class Code(enum.StrEnum):
     """Stable diagnostic codes.
 
     The numbering groups causes: ``TP1xx`` reading files and YAML, ``TP2xx`` document
-    structure, ``TP3xx`` conditions, ``TP4xx`` meaning across documents. Codes are never
+    structure, ``TP3xx`` conditions, ``TP4xx`` meaning across documents, ``TP5xx`` test suites. Codes are never
     reused for a different problem; ``docs/diagnostics.md`` lists them all.
     """
 
@@ -77,6 +77,10 @@ class Code(enum.StrEnum):
     RETRY_EXCEEDS_DEADLINE = "TP420"
     RETRY_ATTEMPTS_UNREACHABLE = "TP421"
     AMBIGUOUS_OPERATION_PATTERN = "TP422"
+    # Test suites (tierpolicy test): a suite that cannot run as written
+    UNKNOWN_FIXTURE = "TP500"
+    INVALID_TEST = "TP501"
+    NO_TEST_SUITES = "TP502"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, order=True)

@@ -43,20 +43,47 @@ MAX_SECONDS = MAX_RETRY_AFTER
 """The largest ``elapsed`` or ``previous_delay`` a retry query may give (366 days)."""
 
 
+Timestamp = Annotated[StrictStr, Field(json_schema_extra={"format": "date-time"})]
+"""An RFC 3339 timestamp: a string in JSON, parsed by :func:`parse_timestamp` (the schema says so)."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def value_by_kind(limit_value: dict[str, Any]) -> dict[str, Any]:
+    """The JSON Schema rule that an override's ``value`` fits its ``kind`` (as :class:`Override` checks).
+
+    Args:
+        limit_value: The schema of a limit override's value.
+    """
+    return {
+        "anyOf": [
+            {
+                "properties": {"kind": {"const": "feature"}, "value": {"type": "boolean"}},
+                "required": ["value"],
+            },
+            {"properties": {"kind": {"const": "limit"}, "value": limit_value}},
+            {"properties": {"kind": {"const": "tier"}, "value": {"type": "null"}}},
+        ]
+    }
 
 
 class OverrideIn(_Strict):
     """A runtime override in a request (JSON)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=value_by_kind(
+            {"anyOf": [{"type": "integer", "minimum": 0}, {"const": "unlimited"}, {"type": "null"}]}
+        )
+    )
     seller_id: Annotated[StrictStr, Field(min_length=1)]
     kind: Literal["feature", "limit", "tier"]
     target: Annotated[StrictStr, Field(min_length=1)]
     value: StrictBool | Annotated[StrictInt, Field(ge=0)] | Literal["unlimited"] | None = None
     reason: Annotated[StrictStr, Field(min_length=1)]
-    expires_at: StrictStr
-    starts_at: StrictStr | None = None
+    expires_at: Timestamp
+    starts_at: Timestamp | None = None
     author: StrictStr = ""
     id: StrictStr | StrictInt | None = None
 
@@ -66,7 +93,7 @@ class RequestIn(_Strict):
 
     context: dict[str, Any]
     queries: Annotated[list[Any], Field(max_length=MAX_QUERIES)]
-    now: StrictStr | None = None
+    now: Timestamp | None = None
     overrides: list[OverrideIn] = Field(default_factory=list)
     trace: StrictBool = False
 
@@ -135,7 +162,11 @@ def parse_request(payload: object) -> tuple[RequestIn, dt.datetime | None, tuple
                     value=None if raw.value == "unlimited" else raw.value,
                     reason=raw.reason,
                     expires_at=parse_timestamp(raw.expires_at, f"{where}.expires_at"),
-                    starts_at=parse_timestamp(raw.starts_at, f"{where}.starts_at") if raw.starts_at else None,
+                    starts_at=(
+                        None
+                        if raw.starts_at is None  # "" is a malformed time, not an absent one
+                        else parse_timestamp(raw.starts_at, f"{where}.starts_at")
+                    ),
                     author=raw.author,
                     rule=f"override:{raw.id if raw.id is not None else f'request[{i}]'}",
                     source="request",

@@ -211,7 +211,7 @@ class RateLimiter:
             cost: Units to spend instead of each limit's own cost.
 
         Raises:
-            ConditionError: A limit's key could not be computed from the context.
+            ConditionError: A limit's ``when`` or key could not be computed from the context.
             InvalidRequestError: ``cost`` is not a whole number from 0 to 1,000,000,000.
         """
         checking = self._checking(context, route, operation, tier, cost)
@@ -280,6 +280,8 @@ class RateLimiter:
             tier = found if isinstance(found, str) else None
         groups: dict[str, list[_Planned]] = {}
         for policy in self.limits_for(route=route, operation=operation):
+            if policy.when is not None and not policy.applies(context):
+                continue
             key, partition = policy.counter(context)
             hit = Hit(
                 key,

@@ -21,7 +21,7 @@ from ._documents import NAME_PATTERN, TIER_PATTERN, Description, Expression, Spe
 from ._exceptions import ConditionError
 from ._gcra import GcraWindow
 from ._resilience import OPERATION_PATTERN, glob_regex
-from .cel import STRING
+from .cel import BOOL, STRING
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -115,6 +115,7 @@ class RateLimitSpec(SpecModel):
     name: Annotated[StrictStr, Field(pattern=NAME_PATTERN, max_length=128)]
     description: Description = ""
     match: RateMatchSpec
+    when: Expression | None = None
     key: Expression
     partition: Expression | None = None
     windows: list[RateWindowSpec] = Field(min_length=1, max_length=8)
@@ -156,6 +157,8 @@ class RateLimitPolicy:
         rule: ``ratelimit:<name>``.
         source: Where the limit is defined.
         policy_version: The version of the policy set.
+        when: The compiled condition a request must meet for the limit to apply
+            (``None``: every matching request).
     """
 
     name: str
@@ -173,6 +176,16 @@ class RateLimitPolicy:
     rule: str
     source: str
     policy_version: str = ""
+    when: Program | None = None
+
+    def applies(self, context: Mapping[str, object]) -> bool:
+        """Whether the limit applies to a request with this context (its ``when``, if any).
+
+        Raises:
+            ConditionError: The condition failed, or did not give a bool (the compiled
+                program checks its result type).
+        """
+        return self.when is None or self.when.evaluate(context) is True
 
     def windows_for(self, tier: str | None) -> tuple[GcraWindow, ...]:
         """The windows for a seller of ``tier``; an unknown tier gets the lowest tier's."""
@@ -302,6 +315,7 @@ def _compile_limit(
             hint="list at least one route or operation under 'match'",
         )
         ok = False
+    when = c.expression(item, (*base, "when"), spec.when, expected=BOOL) if spec.when is not None else None
     key = c.expression(item, (*base, "key"), spec.key, expected=STRING)
     partition = (
         c.expression(item, (*base, "partition"), spec.partition, expected=STRING)
@@ -399,7 +413,12 @@ def _compile_limit(
                 hint="lower the burst, or use a faster rate",
             )
             ok = False
-    if not ok or key is None or (spec.partition is not None and partition is None):
+    if (
+        not ok
+        or key is None
+        or (spec.partition is not None and partition is None)
+        or (spec.when is not None and when is None)
+    ):
         return None
     return RateLimitPolicy(
         name=spec.name,
@@ -417,6 +436,7 @@ def _compile_limit(
         rule=f"ratelimit:{spec.name}",
         source=str(item.doc.position_of((*base, "name"))),
         policy_version=c.version,
+        when=when,
     )
 
 

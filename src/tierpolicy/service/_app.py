@@ -21,9 +21,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tierpolicy.adapters import rate_limit_store
-from tierpolicy.adapters.redis import PolicyChannel
+from tierpolicy.adapters.fastapi import TrustedProxies
+from tierpolicy.adapters.redis import EventChannel, PolicyChannel
 from tierpolicy.adapters.sqlalchemy import Database
 from tierpolicy.engine._engine import Engine, PolicyHolder, load
 from tierpolicy.engine._evaluation import RequestIn, evaluate
@@ -31,14 +33,19 @@ from tierpolicy.engine._exceptions import InvalidRequestError, StoreError
 from tierpolicy.engine._loader import load_files
 from tierpolicy.engine._ratelimiter import RateLimiter
 
-from . import _policies, _problems, _sellers
+from . import _events, _policies, _problems, _responses, _sellers
 from ._auth import Authenticator, require_roles
+from ._cache import SellerCache
+from ._events import EventBus
+from ._limits import ServiceRateLimits
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from ._problems import PROBLEM_RESPONSES, ServiceError, request_id
+from ._problems import PROBLEM_RESPONSES, ServiceError, request_id, semantic_refusal
+from ._sentry import init_sentry
 from ._settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+    from pathlib import Path
 
     Scope = MutableMapping[str, Any]
     Message = MutableMapping[str, Any]
@@ -75,27 +82,73 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
-def envelope(request: Request, data: object) -> dict[str, object]:
-    """``{"data": data, "meta": {"request_id": ..., "policy_version": ...}}``."""
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``limit`` bytes on every route, declared or streamed.
+
+    The refusal is raised from ``receive`` as a 413 ``HTTPException``, so it reaches the
+    problem handlers and a route that never reads its body is not affected. FastAPI
+    parses a route's JSON body before its dependencies run, so without this an
+    unauthenticated caller could make the service parse any size of body.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request with a ``receive`` that counts the body."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"the body is larger than {self.limit:,} bytes"
+        declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), b"")
+        if declared.isdigit() and int(declared) > self.limit:
+
+            async def refuse() -> Message:
+                raise StarletteHTTPException(413, too_large)
+
+            await self.app(scope, refuse, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise StarletteHTTPException(413, too_large)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def envelope(request: Request, data: object, status: int = 200) -> Response:
+    """``{"data": data, "meta": {"request_id": ..., "policy_version": ...}}`` as a JSON response.
+
+    Serialised here with the standard library: FastAPI would otherwise walk the whole
+    answer with ``jsonable_encoder`` first, which cost the evaluate endpoint more than
+    the evaluation itself (see docs/benchmarks.md). ``data`` must be plain JSON values
+    (timestamps as RFC 3339 text); anything else is a bug and fails loudly. Headers
+    dependencies leave in ``request.state.answer_headers`` (the rate limits') are set.
+    """
     engine: Engine = request.app.state.holder.engine
-    return {"data": data, "meta": {"request_id": request_id(request), "policy_version": engine.version}}
+    body = {"data": data, "meta": {"request_id": request_id(request), "policy_version": engine.version}}
+    return Response(
+        json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
+        status_code=status,
+        headers=getattr(request.state, "answer_headers", None),
+        media_type="application/json",
+    )
 
 
-async def read_json(request: Request, limit: int) -> object:
-    """The request body as JSON, refusing bodies over ``limit`` bytes and bodies that are not JSON.
+async def read_json(request: Request) -> object:
+    """The request body as JSON (its size is bounded by :class:`BodyLimitMiddleware`).
 
     Raises:
-        ServiceError: ``PAYLOAD_TOO_LARGE`` (413) or ``MALFORMED_REQUEST`` (400), naming
-            where the JSON breaks.
+        ServiceError: ``MALFORMED_REQUEST`` (400), naming where the JSON breaks.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ServiceError("PAYLOAD_TOO_LARGE", f"the body is larger than {limit:,} bytes", status=413)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ServiceError("PAYLOAD_TOO_LARGE", f"the body is larger than {limit:,} bytes", status=413)
+    body = await request.body()
     try:
         # Decoded here: json.loads(bytes) would guess UTF-16 or UTF-32 from a byte order mark.
         return json.loads(body.decode("utf-8"))
@@ -150,9 +203,17 @@ def _policy_router() -> APIRouter:
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": _REQUEST_SCHEMA}}}
         },
+        response_model=None,
+        responses={
+            **_responses.success(_responses.EVALUATION, "The answer of `tierpolicy eval`, enveloped."),
+            **semantic_refusal(
+                "a context value does not parse as the type the policies declare, or an override "
+                "starts at or after its expiry"
+            ),
+        },
     )
-    async def evaluate_route(request: Request) -> dict[str, object]:
-        payload = await read_json(request, request.app.state.settings.max_body_bytes)
+    async def evaluate_route(request: Request) -> Response:
+        payload = await read_json(request)
         engine: Engine = request.app.state.holder.engine
         try:
             answer = evaluate(engine, payload)
@@ -171,7 +232,9 @@ def _policy_router() -> APIRouter:
 
 def _health_router() -> APIRouter:
     router = APIRouter(
-        tags=["health"], responses={503: {"description": "Not ready: `checks` says what is not."}}
+        tags=["health"],
+        # Only /health/ready answers 503: it declares that itself.
+        responses={500: PROBLEM_RESPONSES[500]},
     )
 
     @router.get(
@@ -185,11 +248,25 @@ def _health_router() -> APIRouter:
     async def metrics(request: Request) -> Response:
         return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
-    @router.get("/health/live", summary="The process is up")
+    @router.get(
+        "/health/live",
+        summary="The process is up",
+        response_model=None,
+        responses=_responses.success(_responses.LIVE, "The process runs."),
+    )
     async def live() -> dict[str, str]:
         return {"status": "live"}
 
-    @router.get("/health/ready", summary="Policies are loaded and every store answers")
+    @router.get(
+        "/health/ready",
+        summary="Policies are loaded and every store answers",
+        responses={
+            **_responses.success(
+                _responses.READY, "Ready: the policy set is loaded and every store answers."
+            ),
+            503: {"model": _responses.NOT_READY, "description": "Not ready: `checks` says what is not."},
+        },
+    )
     async def ready(request: Request) -> JSONResponse:
         checks: dict[str, dict[str, object]] = {}
         holder: PolicyHolder = request.app.state.holder
@@ -223,24 +300,35 @@ def _health_router() -> APIRouter:
     return router
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    load_policies: Callable[[Path], Engine] = load,
+) -> FastAPI:
     """Build the seller service.
+
+    At startup it serves the store's active policy version, or, when none was ever
+    activated, the policy directory.
 
     Args:
         settings: The settings (default: read from the environment).
-        engine: Serve this engine instead of loading ``settings.policy_dir`` (tests, embedding).
+        engine: Serve this engine instead (tests, embedding).
+        load_policies: Loads the policy directory when the store has no active version
+            (``tierpolicy serve`` passes one that prints every diagnostic).
 
     Raises:
         PolicyLoadError: The policy directory does not load (the message lists every problem).
     """
     settings = settings or Settings()
+    init_sentry(settings)
     database = Database.from_url(settings.database_url)
     if settings.migrate_on_startup == "always" or (
         settings.migrate_on_startup == "auto" and settings.database_url.startswith("sqlite")
     ):
         database.migrate()
     if engine is None:
-        engine = _initial_engine(settings, database)
+        engine = _initial_engine(settings, database, load_policies)
     holder = PolicyHolder(engine)
     store = rate_limit_store(settings.redis_url or "memory://")
     limiter = RateLimiter(holder, store)
@@ -248,6 +336,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logger.info("serving policy version %s", holder.engine.version)
+        await app.state.events.start()
         channel = app.state.channel
         subscription = None
         if channel is not None:
@@ -257,6 +346,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
                 lambda _version: app.state.reloader.reload(), known=holder.engine.version
             )
         yield
+        await app.state.events.stop()  # closes the WebSocket connections (1001)
         if subscription is not None:
             subscription.close()
             channel.close()
@@ -278,20 +368,45 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.limiter = limiter
     app.state.metrics = metrics = Metrics()
     metrics.serving(holder.engine.version)
-    app.state.reloader = _policies.Reloader(holder, database, metrics.serving, metrics.reload_failures.inc)
+    app.state.events = events = EventBus(
+        EventChannel.from_url(settings.redis_url) if settings.redis_url else None,
+        policy_version=holder.engine.version,
+    )
+    app.state.cache = cache = SellerCache(database, ttl=settings.seller_cache_ttl)
+    events.add_listener(cache.apply)
+
+    def serving(version: str) -> None:
+        metrics.serving(version)
+        events.policy_served(version)  # this replica's clients hear what it now serves
+
+    app.state.reloader = _policies.Reloader(holder, database, serving, metrics.reload_failures.inc)
     _problems.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(_policy_router())
-    app.include_router(_sellers.router())
-    app.include_router(_policies.router())
+    limits = ServiceRateLimits(
+        limiter,
+        store=store,
+        per_minute=settings.rate_limit_max_requests,
+        trusted_proxies=TrustedProxies(settings.proxies),
+        tier_of=cache.tier_of,
+        metrics=metrics,
+    )
+    app.state.rate_limits = limits
+    limited = [Depends(limits)]
+    app.include_router(_policy_router(), dependencies=limited)
+    app.include_router(_sellers.router(), dependencies=limited)
+    app.include_router(_policies.router(), dependencies=limited)
     app.include_router(_health_router())
+    app.include_router(_events.router())
     return app
 
 
-def _initial_engine(settings: Settings, database: Database) -> Engine:
+def _initial_engine(
+    settings: Settings, database: Database, load_policies: Callable[[Path], Engine]
+) -> Engine:
     """The active policy version of the store, or the policy directory when there is none."""
     active = database.active_policy_version()
     if active is None:
-        return load(settings.policy_dir)
+        return load_policies(settings.policy_dir)
     return Engine(load_files(dict(active.files), root=f"store:{active.version}"))

@@ -24,6 +24,7 @@ import datetime as dt
 import logging
 import math
 import re
+import threading
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, cast, get_args
 
@@ -36,6 +37,7 @@ from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 from jwt.algorithms import HMACAlgorithm
 from pydantic import SecretStr
+from starlette.requests import HTTPConnection  # noqa: TC002  FastAPI resolves dependency annotations
 
 from tierpolicy.engine._exceptions import TierpolicyError
 
@@ -59,6 +61,8 @@ REALM: Final = "tierpolicy"
 LEEWAY: Final = 30.0
 """Seconds of clock skew allowed when checking ``exp``, ``nbf`` and ``iat``."""
 
+VERIFIED_CACHE_SIZE = 4096
+"""Verified tokens remembered per authenticator (the claims of each, a few hundred bytes)."""
 MAX_TOKEN_LENGTH: Final = 8192
 """Longer bearer tokens are refused before they are parsed."""
 
@@ -276,6 +280,10 @@ class Authenticator:
         self.audience = audience
         self.leeway = leeway
         self._clock = clock
+        # Tokens whose signature verified, with their claims: a caller sends the same
+        # token many times, and verifying it is most of the cost of authenticating.
+        self._verified: dict[str, dict[str, Any]] = {}
+        self._verified_lock = threading.Lock()
         self._key: bytes | RSAPublicKey | None
         if algorithm is None:
             self._key = None
@@ -356,6 +364,10 @@ class Authenticator:
         """
         if self._key is None:
             raise _unauthenticated(NO_KEY_DETAIL, error=None)
+        verified = self._verified.get(token)
+        if verified is not None:
+            # The signature and claim shapes do not change; the times are checked every call.
+            return self._principal(verified)
         try:
             claims = jwt.decode(
                 token,
@@ -388,7 +400,12 @@ class Authenticator:
         except jwt.PyJWTError:
             # PyJWT's own messages may quote pieces of the token: never sent.
             raise _unauthenticated("the bearer token is malformed") from None
-        return self._principal(claims)
+        principal = self._principal(claims)
+        with self._verified_lock:
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                del self._verified[next(iter(self._verified))]  # the oldest: tokens are short-lived
+            self._verified[token] = claims
+        return principal
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
         now = self._clock().timestamp()
@@ -424,7 +441,7 @@ class Authenticator:
 # --------------------------------------------------------------------------- FastAPI dependencies
 
 
-def authenticator_of(request: Request) -> Authenticator:
+def authenticator_of(request: HTTPConnection) -> Authenticator:
     """The application's authenticator (``app.state.authenticator``), built from its settings once.
 
     Set ``app.state.authenticator`` when building the app so that a bad key stops the
@@ -459,6 +476,9 @@ class BearerAuthentication(SecurityBase):
         Raises:
             ServiceError: 401 when the request is not authenticated.
         """
+        checked = getattr(request.state, "principal", None)
+        if isinstance(checked, Principal):  # the rate limits checked the token already
+            return checked
         principal = authenticator_of(request).authenticate(request.headers.getlist("authorization"))
         request.state.principal = principal
         return principal

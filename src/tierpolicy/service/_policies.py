@@ -19,15 +19,17 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 
 from tierpolicy.adapters.sqlalchemy import ConflictError, NotFoundError
 from tierpolicy.engine._engine import Engine
 from tierpolicy.engine._loader import SourceFile, check_files, load_files
 
 from ._auth import Principal, require_roles
-from ._problems import PROBLEM_RESPONSES, ServiceError
+from ._problems import PROBLEM_RESPONSES, ServiceError, semantic_refusal
+from ._responses import ACTIVATED, ERROR_REGISTRY, UPLOADED, VERSION, VERSIONS, success
 from ._sellers import audit_of, iso_or_none
 
 if TYPE_CHECKING:
@@ -39,11 +41,32 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tierpolicy.service")
 
 Version = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")]
+
+
+class _VersionConvertor(Convertor[str]):
+    """Routes only hex ids to ``{version}``, so ``/policy/versions/rollback`` is never a version.
+
+    Without it a GET there reached the one-version route (a 422) and a 405 there
+    advertised GET in ``Allow``.
+    """
+
+    regex = "[0-9a-f]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("policy_version", _VersionConvertor())
+
 Reader = Depends(require_roles("admin", "service"))
 Admin = Depends(require_roles("admin"))
 
 MAX_FILES = 200
 MAX_FILE_BYTES = 1_048_576
+_FILE_NAME = r"^[A-Za-z0-9._/-]+\.ya?ml$"
 
 
 class BundleIn(BaseModel):
@@ -52,9 +75,15 @@ class BundleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     files: dict[
-        Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._/-]+\.ya?ml$")],
+        Annotated[str, Field(min_length=1, max_length=200, pattern=_FILE_NAME)],
         Annotated[str, Field(max_length=MAX_FILE_BYTES)],
-    ] = Field(min_length=1, max_length=MAX_FILES)
+    ] = Field(
+        min_length=1,
+        max_length=MAX_FILES,
+        # pydantic renders a key pattern as patternProperties, which lets other keys through
+        # in the schema; propertyNames says what the service really accepts.
+        json_schema_extra={"propertyNames": {"minLength": 1, "maxLength": 200, "pattern": _FILE_NAME}},
+    )
     activate: bool = False
 
 
@@ -133,16 +162,24 @@ def router() -> APIRouter:
 
     api = APIRouter(prefix=PREFIX, tags=["policy versions"], responses=PROBLEM_RESPONSES)
 
-    @api.get("/policy/versions", summary="Stored policy versions, newest upload first (admin, service)")
-    def list_versions(request: Request, principal: Annotated[Principal, Reader]) -> dict[str, object]:
+    @api.get(
+        "/policy/versions",
+        summary="Stored policy versions, newest upload first (admin, service)",
+        response_model=None,
+        responses=success(VERSIONS, "The stored versions, newest upload first."),
+    )
+    def list_versions(request: Request, principal: Annotated[Principal, Reader]) -> Response:
         del principal
         database: Database = request.app.state.database
         return envelope(request, [_summary_json(v) for v in database.list_policy_versions()])
 
-    @api.get("/policy/versions/{version}", summary="One stored version with its files (admin, service)")
-    def get_version(
-        request: Request, version: Version, principal: Annotated[Principal, Reader]
-    ) -> dict[str, object]:
+    @api.get(
+        "/policy/versions/{version:policy_version}",
+        summary="One stored version with its files (admin, service)",
+        response_model=None,
+        responses=success(VERSION, "The version with its files."),
+    )
+    def get_version(request: Request, version: Version, principal: Annotated[Principal, Reader]) -> Response:
         del principal
         database: Database = request.app.state.database
         try:
@@ -151,8 +188,17 @@ def router() -> APIRouter:
             raise ServiceError("NOT_FOUND", f"no policy version {version!r}", status=404) from None
         return envelope(request, {**_summary_json(record), "files": dict(record.files)})
 
-    @api.post("/policy/versions", status_code=201, summary="Upload a policy bundle (admin)")
-    def upload(request: Request, body: BundleIn, principal: Annotated[Principal, Admin]) -> dict[str, object]:
+    @api.post(
+        "/policy/versions",
+        status_code=201,
+        summary="Upload a policy bundle (admin)",
+        response_model=None,
+        responses={
+            **success(UPLOADED, "The version stored, with the check's warnings.", 201),
+            **semantic_refusal("the bundle does not load; `diagnostics` lists every problem"),
+        },
+    )
+    def upload(request: Request, body: BundleIn, principal: Annotated[Principal, Admin]) -> Response:
         sources = [SourceFile(name, text.encode()) for name, text in sorted(body.files.items())]
         result = check_files(sources, root="upload")
         if result.policy_set is None:
@@ -187,12 +233,16 @@ def router() -> APIRouter:
                 **_summary_json(record),
                 "warnings": [d.to_json() for d in result.diagnostics if d.severity != "error"],
             },
+            status=201,
         )
 
-    @api.post("/policy/versions/{version}/activate", summary="Activate a stored version everywhere (admin)")
-    def activate(
-        request: Request, version: Version, principal: Annotated[Principal, Admin]
-    ) -> dict[str, object]:
+    @api.post(
+        "/policy/versions/{version:policy_version}/activate",
+        summary="Activate a stored version everywhere (admin)",
+        response_model=None,
+        responses=success(ACTIVATED, "The version now active, and the one this replica serves."),
+    )
+    def activate(request: Request, version: Version, principal: Annotated[Principal, Admin]) -> Response:
         database: Database = request.app.state.database
         try:
             record = database.activate_policy_version(version, audit=audit_of(request, principal))
@@ -201,8 +251,13 @@ def router() -> APIRouter:
         served = _activated(request.app, record.version)
         return envelope(request, {**_summary_json(record), "served": served})
 
-    @api.post("/policy/versions/rollback", summary="Activate the previously active version again (admin)")
-    def rollback(request: Request, principal: Annotated[Principal, Admin]) -> dict[str, object]:
+    @api.post(
+        "/policy/versions/rollback",
+        summary="Activate the previously active version again (admin)",
+        response_model=None,
+        responses=success(ACTIVATED, "The version now active again, and the one this replica serves."),
+    )
+    def rollback(request: Request, principal: Annotated[Principal, Admin]) -> Response:
         database: Database = request.app.state.database
         try:
             record = database.rollback_policy_version(audit=audit_of(request, principal))
@@ -213,16 +268,21 @@ def router() -> APIRouter:
         served = _activated(request.app, record.version)
         return envelope(request, {**_summary_json(record), "served": served})
 
-    @api.get("/errors", summary="The error-code registry of the active policy set")
+    @api.get(
+        "/errors",
+        summary="The error-code registry of the active policy set",
+        response_model=None,
+        responses=success(ERROR_REGISTRY, "Every error code of the active policy set, in policy order."),
+    )
     def errors(
         request: Request,
         principal: Annotated[Principal, Depends(require_roles("seller", "admin", "service"))],
-    ) -> dict[str, object]:
+    ) -> Response:
         del principal
         engine: Engine = request.app.state.holder.engine
         model = engine.errors
         if model is None:
-            return envelope(request, {"type_base": None, "codes": []})
+            return envelope(request, {"codes": []})  # the same shape as with a registry
         codes = [
             {
                 "code": code.code,

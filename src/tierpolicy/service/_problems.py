@@ -78,6 +78,19 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 """Every problem a route may answer, for the OpenAPI schema."""
 
 
+def semantic_refusal(why: str) -> dict[int | str, dict[str, Any]]:
+    """A route's 422 that also covers requests the schema accepts but the active policy set refuses.
+
+    The schema cannot enumerate what the active policy set or the clock allows (its
+    tiers, metric names, override targets, a bundle that loads), since that changes at
+    run time, so such a request is schema-valid and still answered 422 ``VALIDATION_FAILED``.
+
+    Args:
+        why: What the route refuses beyond the schema, for the 422's description.
+    """
+    return {422: {**PROBLEM_RESPONSES[422], "description": f"{_DESCRIPTIONS[422]} Also when {why}."}}
+
+
 class ServiceError(TierpolicyError):
     """An error the service answers with a problem: its code is the ``reason``.
 

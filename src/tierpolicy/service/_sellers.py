@@ -18,25 +18,40 @@ from __future__ import annotations
 import datetime as dt  # noqa: TC003  pydantic resolves the models' annotations at run time
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierpolicy.adapters.sqlalchemy import Audit, ConflictError, NotFoundError
 from tierpolicy.engine._context import coerce_context
 from tierpolicy.engine._decisions import Action
 from tierpolicy.engine._diagnostics import did_you_mean
+from tierpolicy.engine._evaluation import value_by_kind
 from tierpolicy.engine._tiers import iso
 from tierpolicy.engine.cel import ObjectType
 
 from ._auth import Principal, require_roles, seller_access, seller_not_found
-from ._problems import PROBLEM_RESPONSES, ServiceError, request_id
+from ._cache import seconds_until_change
+from ._events import announce, metrics_recorded, override_event, seller_updated, tier_change, tier_changed
+from ._problems import PROBLEM_RESPONSES, ServiceError, request_id, semantic_refusal
+from ._responses import (
+    ENTITLEMENTS,
+    METRICS_RECORDED,
+    OVERRIDE,
+    OVERRIDES,
+    REEVALUATION,
+    SELLER,
+    TIER,
+    success,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
-    from tierpolicy.adapters.sqlalchemy import Database, OverrideRecord, SellerRecord
+    from tierpolicy.adapters.sqlalchemy import Database, OverrideRecord, SellerRecord, TierChange
     from tierpolicy.engine._engine import Engine
     from tierpolicy.engine._overrides import Override
+
+    from ._cache import SellerCache
 
 SellerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
@@ -76,7 +91,10 @@ class ReevaluateIn(BaseModel):
 class OverrideIn(BaseModel):
     """An exception to the tier rules for one seller."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra=value_by_kind({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}),
+    )
 
     kind: str = Field(pattern="^(feature|limit|tier)$")
     target: str = Field(min_length=1, max_length=128)
@@ -184,9 +202,14 @@ def evaluation_input(
 
 
 def reevaluate_one(
-    engine: Engine, db: Database, seller: SellerRecord, *, audit: Audit | None
+    engine: Engine,
+    db: Database,
+    seller: SellerRecord,
+    *,
+    audit: Audit | None,
+    on_change: Callable[[TierChange], object] | None = None,
 ) -> dict[str, object]:
-    """Apply what the tier decision says to one seller; return what happened."""
+    """Apply what the tier decision says to one seller; return what happened (``on_change`` gets a change made)."""
     context, overrides = evaluation_input(engine, db, seller)
     decision = engine.qualify(context, overrides=overrides)
     changed = None
@@ -198,6 +221,8 @@ def reevaluate_one(
             policy_version=engine.version,
             audit=audit,
         )
+        if changed is not None and on_change is not None:
+            on_change(changed)
     elif decision.action is Action.DOWNGRADE_PENDING:
         if seller.below_since is None:
             db.mark_below(seller.seller_id)
@@ -219,10 +244,18 @@ def router() -> APIRouter:
 
     api = APIRouter(prefix=PREFIX, tags=["sellers"], responses=PROBLEM_RESPONSES)
 
-    @api.put("/sellers/{seller_id}", summary="Create or replace a seller (admin)")
+    @api.put(
+        "/sellers/{seller_id}",
+        summary="Create or replace a seller (admin)",
+        response_model=None,
+        responses={
+            **success(SELLER, "The seller as stored."),
+            **semantic_refusal("the tier is not one of the active policy set's tiers"),
+        },
+    )
     def put_seller(
         request: Request, seller_id: SellerId, body: SellerIn, principal: Annotated[Principal, Admin]
-    ) -> dict[str, object]:
+    ) -> Response:
         engine = _engine(request)
         if body.tier not in engine.tiers:
             raise ServiceError(
@@ -230,37 +263,75 @@ def router() -> APIRouter:
                 f"unknown tier {body.tier!r}; tiers: {', '.join(engine.tiers)}",
                 status=422,
             )
-        seller = _db(request).upsert_seller(
+        db = _db(request)
+        try:
+            previous: str | None = db.get_seller(seller_id).tier  # for the events only
+        except NotFoundError:
+            previous = None
+        seller = db.upsert_seller(
             seller_id, tier=body.tier, attributes=body.attributes, audit=audit_of(request, principal)
         )
+        events = [seller_updated(seller_id, tier=seller.tier, previous_tier=previous)]
+        if previous is not None and previous != seller.tier:
+            events.append(
+                tier_changed(
+                    seller_id,
+                    from_tier=previous,
+                    to_tier=seller.tier,
+                    reason="tier set directly",  # what the store writes in the tier history
+                    at=seller.tier_since,
+                )
+            )
+        announce(request.app, *events)
         return envelope(request, _seller_json(seller))
 
-    @api.get("/sellers/{seller_id}", summary="A seller as stored")
+    @api.get(
+        "/sellers/{seller_id}",
+        summary="A seller as stored",
+        response_model=None,
+        responses=success(SELLER, "The seller as stored."),
+    )
     def get_seller(
         request: Request, seller_id: SellerId, principal: Annotated[Principal, Reader]
-    ) -> dict[str, object]:
+    ) -> Response:
         seller_access(principal, seller_id)
         return envelope(request, _seller_json(_seller(_db(request), seller_id)))
 
-    @api.get("/sellers/{seller_id}/entitlements", summary="Every feature and limit of a seller")
+    @api.get(
+        "/sellers/{seller_id}/entitlements",
+        summary="Every feature and limit of a seller",
+        response_model=None,
+        responses=success(ENTITLEMENTS, "Every feature and limit, in policy order, each with its decision."),
+    )
     def entitlements(
         request: Request, seller_id: SellerId, principal: Annotated[Principal, Reader]
-    ) -> dict[str, object]:
+    ) -> Response:
         seller_access(principal, seller_id)
         db, engine = _db(request), _engine(request)
+        cache: SellerCache = request.app.state.cache
+        cached = cache.entitlements(seller_id, engine.version)
+        if cached is not None:
+            return envelope(request, cached)
+        ticket = cache.ticket()
         context, overrides = evaluation_input(engine, db, _seller(db, seller_id))
-        return envelope(request, engine.entitlements(context, overrides=overrides).to_json())
+        answer = engine.entitlements(context, overrides=overrides).to_json()
+        # An entry never outlives the next start or expiry of one of the seller's overrides.
+        max_age = seconds_until_change(m for o in overrides for m in (o.starts_at, o.expires_at))
+        cache.put_entitlements(seller_id, engine.version, answer, ticket=ticket, max_age=max_age)
+        return envelope(request, answer)
 
     @api.get(
         "/sellers/{seller_id}/tier",
         summary="A seller's tier, what it qualifies for, and progress to the next",
+        response_model=None,
+        responses=success(TIER, "The seller, its tier decision and its latest tier changes, newest first."),
     )
     def tier(
         request: Request,
         seller_id: SellerId,
         principal: Annotated[Principal, Reader],
         history: Annotated[int, Query(ge=0, le=100)] = 10,
-    ) -> dict[str, object]:
+    ) -> Response:
         seller_access(principal, seller_id)
         db, engine = _db(request), _engine(request)
         seller = _seller(db, seller_id)
@@ -286,19 +357,42 @@ def router() -> APIRouter:
         )
 
     @api.post(
-        "/sellers/{seller_id}/metrics", status_code=201, summary="Record a metrics snapshot (service, admin)"
+        "/sellers/{seller_id}/metrics",
+        status_code=201,
+        summary="Record a metrics snapshot (service, admin)",
+        response_model=None,
+        responses={
+            **success(METRICS_RECORDED, "The snapshot stored.", 201),
+            **semantic_refusal(
+                "a metric is not one the policies' context declares, or the store refuses a value"
+            ),
+        },
     )
     def post_metrics(
         request: Request, seller_id: SellerId, body: MetricsIn, principal: Annotated[Principal, Writer]
-    ) -> dict[str, object]:
+    ) -> Response:
         db = _db(request)
         _seller(db, seller_id)
         _check_metric_names(_engine(request), body.metrics)
+        previous = db.latest_metrics(seller_id)
         try:
             snapshot = db.record_metrics(seller_id, body.metrics, taken_at=body.taken_at)
         except ValueError as exc:
             raise ServiceError("VALIDATION_FAILED", str(exc), status=422) from None
-        del principal
+        # Every admin change is audited (docs/auth.md), and the store's record_metrics takes
+        # no audit: the ingestion is written to the audit log here, whoever made it.
+        audit = audit_of(request, principal)
+        db.append_audit(
+            actor=audit.actor,
+            action="metrics.record",
+            target=f"seller:{seller_id}",
+            before=None
+            if previous is None
+            else {"taken_at": iso_or_none(previous.taken_at), "metrics": dict(previous.metrics)},
+            after={"taken_at": iso_or_none(snapshot.taken_at), "metrics": dict(snapshot.metrics)},
+            request_id=audit.request_id,
+        )
+        announce(request.app, metrics_recorded(seller_id, taken_at=snapshot.taken_at))
         return envelope(
             request,
             {
@@ -306,22 +400,32 @@ def router() -> APIRouter:
                 "taken_at": iso_or_none(snapshot.taken_at),
                 "metrics": dict(snapshot.metrics),
             },
+            status=201,
         )
 
-    @api.post("/tiers/reevaluate", summary="Re-evaluate the tiers of some or all sellers (service, admin)")
+    @api.post(
+        "/tiers/reevaluate",
+        summary="Re-evaluate the tiers of some or all sellers (service, admin)",
+        response_model=None,
+        responses=success(REEVALUATION, "What happened to each seller, and how many changed tier."),
+    )
     def reevaluate(
         request: Request,
         principal: Annotated[Principal, Writer],
         body: Annotated[ReevaluateIn | None, Body()] = None,
-    ) -> dict[str, object]:
+    ) -> Response:
         db, engine = _db(request), _engine(request)
         audit = audit_of(request, principal)
         wanted = body.seller_ids if body is not None else None
         results = []
+        changes: list[TierChange] = []
         if wanted is None:
             after = None
             while page := db.list_sellers(after=after, limit=500):
-                results += [reevaluate_one(engine, db, seller, audit=audit) for seller in page]
+                results += [
+                    reevaluate_one(engine, db, seller, audit=audit, on_change=changes.append)
+                    for seller in page
+                ]
                 after = page[-1].seller_id
         else:
             found = db.get_sellers(wanted)
@@ -330,22 +434,41 @@ def router() -> APIRouter:
                 raise ServiceError(
                     "SELLER_NOT_FOUND", f"no seller {missing[0]!r}", status=404, extra={"missing": missing}
                 )
-            results = [reevaluate_one(engine, db, found[s], audit=audit) for s in dict.fromkeys(wanted)]
+            results = [
+                reevaluate_one(engine, db, found[s], audit=audit, on_change=changes.append)
+                for s in dict.fromkeys(wanted)
+            ]
+        announce(request.app, *(tier_change(change) for change in changes))
         return envelope(request, {"results": results, "changed": sum(1 for r in results if r["changed"])})
 
-    @api.get("/sellers/{seller_id}/overrides", summary="A seller's active and scheduled overrides")
+    @api.get(
+        "/sellers/{seller_id}/overrides",
+        summary="A seller's active and scheduled overrides",
+        response_model=None,
+        responses=success(OVERRIDES, "The overrides not yet expired."),
+    )
     def list_overrides(
         request: Request, seller_id: SellerId, principal: Annotated[Principal, Reader]
-    ) -> dict[str, object]:
+    ) -> Response:
         seller_access(principal, seller_id)
         db = _db(request)
         _seller(db, seller_id)
         return envelope(request, [_override_json(o) for o in db.list_overrides(seller_id=seller_id)])
 
-    @api.post("/sellers/{seller_id}/overrides", status_code=201, summary="Grant an override (admin)")
+    @api.post(
+        "/sellers/{seller_id}/overrides",
+        status_code=201,
+        summary="Grant an override (admin)",
+        response_model=None,
+        responses=success(OVERRIDE, "The override stored.", 201)
+        | semantic_refusal(
+            "the active policy set refuses the override (an unknown target, a value that does not fit it) "
+            "or it would expire before it starts or before now"
+        ),
+    )
     def create_override(
         request: Request, seller_id: SellerId, body: OverrideIn, principal: Annotated[Principal, Admin]
-    ) -> dict[str, object]:
+    ) -> Response:
         db = _db(request)
         _seller(db, seller_id)
         try:
@@ -364,15 +487,21 @@ def router() -> APIRouter:
             raise ServiceError("VALIDATION_FAILED", str(exc), status=422) from None
         except ConflictError as exc:
             raise ServiceError("CONFLICT", str(exc), status=409) from None
-        return envelope(request, _override_json(record))
+        announce(request.app, override_event("created", record))
+        return envelope(request, _override_json(record), status=201)
 
-    @api.delete("/sellers/{seller_id}/overrides/{override_id}", summary="Revoke an override (admin)")
+    @api.delete(
+        "/sellers/{seller_id}/overrides/{override_id}",
+        summary="Revoke an override (admin)",
+        response_model=None,
+        responses=success(OVERRIDE, "The override revoked."),
+    )
     def delete_override(
         request: Request,
         seller_id: SellerId,
         override_id: Annotated[int, Path(ge=1, le=2**63 - 1)],  # a database integer
         principal: Annotated[Principal, Admin],
-    ) -> dict[str, object]:
+    ) -> Response:
         db = _db(request)
         try:
             record = db.get_override(override_id)
@@ -383,6 +512,7 @@ def router() -> APIRouter:
             raise ServiceError(
                 "NOT_FOUND", f"seller {seller_id!r} has no override {override_id}", status=404
             ) from None
+        announce(request.app, override_event("deleted", record))
         return envelope(request, _override_json(record))
 
     return api

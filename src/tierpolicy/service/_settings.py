@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        # Checked here so a bad entry stops the service at startup, naming the variable.
+        from tierpolicy.adapters.fastapi import TrustedProxies  # noqa: PLC0415  keeps settings importable alone
+
+        TrustedProxies(p.strip() for p in value.split(",") if p.strip())
+        return value
+
     @property
     def proxies(self) -> list[str]:
         """``trusted_proxies`` as a list."""

@@ -81,7 +81,7 @@ def route_template(request: HTTPConnection) -> str:
         # path with every router prefix on this (private) context; older versions copy
         # routes with the prefixes applied, so scope["route"] has the full template.
         template = getattr(fastapi_scope.get("effective_route_context"), "path_format", None)
-    if not isinstance(template, str):
+    if not isinstance(template, str) or not template:  # a WebSocket route's context has no path
         route = scope.get("route")
         template = getattr(route, "path_format", None) or getattr(route, "path", None)
     if not isinstance(template, str):
