@@ -26,7 +26,7 @@ import math
 import re
 import threading
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple, cast, get_args
 
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -282,7 +282,7 @@ class Authenticator:
         self._clock = clock
         # Tokens whose signature verified, with their claims: a caller sends the same
         # token many times, and verifying it is most of the cost of authenticating.
-        self._verified: dict[str, dict[str, Any]] = {}
+        self._verified: dict[str, _Parsed] = {}
         self._verified_lock = threading.Lock()
         self._key: bytes | RSAPublicKey | None
         if algorithm is None:
@@ -366,8 +366,8 @@ class Authenticator:
             raise _unauthenticated(NO_KEY_DETAIL, error=None)
         verified = self._verified.get(token)
         if verified is not None:
-            # The signature and claim shapes do not change; the times are checked every call.
-            return self._principal(verified)
+            # The signature and the claims do not change; the times are checked every call.
+            return self._in_time(verified)
         try:
             claims = jwt.decode(
                 token,
@@ -400,15 +400,17 @@ class Authenticator:
         except jwt.PyJWTError:
             # PyJWT's own messages may quote pieces of the token: never sent.
             raise _unauthenticated("the bearer token is malformed") from None
-        principal = self._principal(claims)
+        parsed = self._parsed(claims)
+        principal = self._in_time(parsed)
         with self._verified_lock:
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
                 del self._verified[next(iter(self._verified))]  # the oldest: tokens are short-lived
-            self._verified[token] = claims
+            self._verified[token] = parsed
         return principal
 
-    def _principal(self, claims: dict[str, Any]) -> Principal:
-        now = self._clock().timestamp()
+    @staticmethod
+    def _parsed(claims: dict[str, Any]) -> _Parsed:
+        """The principal of verified claims, with the times it is valid between."""
         expires = cast("float", _numeric_date(claims, "exp"))  # required: decode checked it is there
         not_before = _numeric_date(claims, "nbf")
         issued = _numeric_date(claims, "iat")
@@ -418,24 +420,37 @@ class Authenticator:
         token_id = claims.get("jti")
         if token_id is not None:
             token_id = _text(token_id, "jti", NAME_LENGTH)
-        if not_before is not None and not_before > now + self.leeway:
-            raise _unauthenticated("the token is not valid yet (nbf)")
-        if issued is not None and issued > now + self.leeway:
-            raise _unauthenticated("the token was issued in the future (iat)")
-        if expires <= now - self.leeway:
-            raise ServiceError(
-                "AUTHENTICATION_EXPIRED",
-                "the token has expired",
-                status=401,
-                headers=_challenge("invalid_token", "the token has expired"),
-            )
-        return Principal(
+        principal = Principal(
             subject=subject,
             role=role,
             seller_id=seller_id,
             token_id=token_id,
             expires_at=dt.datetime.fromtimestamp(expires, dt.UTC),
         )
+        return _Parsed(principal, not_before, issued, expires)
+
+    def _in_time(self, parsed: _Parsed) -> Principal:
+        """The principal, if the token is valid now (``nbf``, ``iat`` and ``exp`` with the leeway)."""
+        now = self._clock().timestamp()
+        if parsed.not_before is not None and parsed.not_before > now + self.leeway:
+            raise _unauthenticated("the token is not valid yet (nbf)")
+        if parsed.issued is not None and parsed.issued > now + self.leeway:
+            raise _unauthenticated("the token was issued in the future (iat)")
+        if parsed.expires <= now - self.leeway:
+            raise ServiceError(
+                "AUTHENTICATION_EXPIRED",
+                "the token has expired",
+                status=401,
+                headers=_challenge("invalid_token", "the token has expired"),
+            )
+        return parsed.principal
+
+
+class _Parsed(NamedTuple):
+    principal: Principal
+    not_before: float | None
+    issued: float | None
+    expires: float
 
 
 # --------------------------------------------------------------------------- FastAPI dependencies

@@ -130,13 +130,13 @@ class ServiceRateLimits:
         route = route_template(request)
         check = self._policy if self.limiter.limits_for(route=route) else self._fallback
         try:
-            result = await check(request, response)
+            await check(request, response)
         except RateLimitExceeded as exc:
             self._count_denials(exc.result)
             raise
         # The routes answer with responses of their own (see envelope()), to which
         # FastAPI does not copy the headers dependencies set: envelope() adds these.
-        request.state.answer_headers = result.headers()
+        request.state.answer_headers = response.headers  # what RateLimit set from result.headers()
 
     async def context(self, request: Request) -> dict[str, object]:
         """The caller's part of the rate-limit context: role, principal and, for sellers, the seller."""

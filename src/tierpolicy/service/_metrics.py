@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+_Metric = Counter | Gauge | Histogram
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 
@@ -49,6 +51,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.requests = Counter(
             "tierpolicy_http_requests_total",
             "HTTP requests answered, by route template, method and status.",
@@ -122,7 +125,15 @@ class Metrics:
                     or decision.get("reason")
                     or "ok"
                 )
-            self.decisions.labels(kind=kind, outcome=outcome).inc()
+            self.child(self.decisions, kind, outcome).inc()
+
+    def child(self, metric: _Metric, *values: str) -> Any:  # noqa: ANN401  prometheus_client's children are untyped
+        """``metric.labels(*values)``, remembered: ``labels`` validates and locks on every call."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def render(self) -> bytes:
         """The metrics in the Prometheus text format."""
@@ -160,5 +171,6 @@ class MetricsMiddleware:
             # Unmatched paths share one label: raw paths would make the label set unbounded.
             template = getattr(route, "path_format", None) or getattr(route, "path", None) or "<unmatched>"
             method = str(scope.get("method", ""))
-            self.metrics.requests.labels(route=template, method=method, status=str(status)).inc()
-            self.metrics.latency.labels(route=template, method=method).observe(self.clock() - started)
+            metrics = self.metrics
+            metrics.child(metrics.requests, template, method, str(status)).inc()
+            metrics.child(metrics.latency, template, method).observe(self.clock() - started)
