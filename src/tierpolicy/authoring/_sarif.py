@@ -73,6 +73,7 @@ SHORT_DESCRIPTIONS: Final[dict[str, str]] = {
     "TP303": "a regular expression in a condition, or an Errors rule's message pattern, is invalid",
     "TP304": "a Context declares an unknown type",
     "TP305": 'a constant in a condition can never be converted (`duration("90d")`)',
+    "TP306": "a condition is always true or always false",
     "TP400": "a tier name that is not in `tiers`",
     "TP401": "a tier listed twice",
     "TP402": "a `RateLimits` rate is given per tier but the set has no `Tiers` document",
@@ -81,9 +82,11 @@ SHORT_DESCRIPTIONS: Final[dict[str, str]] = {
     "TP405": "an override names a limit that does not exist",
     "TP406": "a higher tier gets a lower limit",
     "TP408": "an override has already expired",
+    "TP409": "a higher tier's progression rule does not require all the lower tier's rule requires",
     "TP410": "an attribute declared with two types or as both a value and an object, or a built-in redeclared",
     "TP411": "a limit has no value for the lowest tier",
     "TP412": "a progression rule for the lowest tier",
+    "TP413": "no metrics reach a tier: its rule can never hold, or implies a higher tier's",
     "TP414": "the Errors rules have no catch-all, or it is not the last rule",
     "TP415": "a rule gives a code that `codes` does not declare",
     "TP416": "a rule can never match: an earlier rule matches every error it would",
@@ -91,6 +94,8 @@ SHORT_DESCRIPTIONS: Final[dict[str, str]] = {
     "TP420": "in the worst case the retry attempts take longer than the deadline",
     "TP421": "some retry attempts can never run within the deadline",
     "TP422": "two operation patterns are equally specific and can match the same name, or one is defined twice",
+    "TP430": "a feature's `rollout` is 100 (everybody, as without it) or 0 (nobody)",
+    "TP431": "an override gives what every tier already gives, or is beaten by `enabled: false`",
 }
 
 

@@ -58,7 +58,12 @@ MAX_HITS = 100_000
 Path_ = tuple[str | int, ...]
 FixtureName = Name
 Text = Annotated[StrictStr, Field(min_length=1, max_length=512)]
-Seconds = Annotated[StrictFloat | StrictInt, Field(ge=0, le=31_536_000, allow_inf_nan=False)]
+# The bounds on each member, not on the union: pydantic writes a union's as keywords
+# JSON Schema does not know, which editors would ignore.
+Seconds = (
+    Annotated[StrictFloat, Field(ge=0, le=31_536_000, allow_inf_nan=False)]
+    | Annotated[StrictInt, Field(ge=0, le=31_536_000)]
+)
 
 
 # --------------------------------------------------------------------------- the format

@@ -54,6 +54,7 @@ class Code(enum.StrEnum):
     INVALID_REGEX = "TP303"
     INVALID_TYPE_NAME = "TP304"
     INVALID_LITERAL = "TP305"
+    CONSTANT_CONDITION = "TP306"
     # Meaning across documents
     UNKNOWN_TIER = "TP400"
     DUPLICATE_TIER = "TP401"
@@ -77,6 +78,9 @@ class Code(enum.StrEnum):
     RETRY_EXCEEDS_DEADLINE = "TP420"
     RETRY_ATTEMPTS_UNREACHABLE = "TP421"
     AMBIGUOUS_OPERATION_PATTERN = "TP422"
+    # Tiers entries that change nothing: no-op rollouts and overrides
+    ROLLOUT_NO_OP = "TP430"
+    OVERRIDE_NO_OP = "TP431"
     # Test suites (tierpolicy test): a suite that cannot run as written
     UNKNOWN_FIXTURE = "TP500"
     INVALID_TEST = "TP501"

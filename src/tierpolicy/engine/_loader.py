@@ -18,13 +18,16 @@ from pydantic import BaseModel, ValidationError
 
 from . import _validation
 from ._compiling import Collector, CompileContext, ParsedDocument
+from ._constant_checks import report_constant
 from ._context import build_environment
 from ._diagnostics import Code, Diagnostic, Position, did_you_mean, sort_key
 from ._documents import API_VERSION, Metadata, TiersSpec
 from ._exceptions import PolicyLoadError
 from ._kinds import KIND_COMPILERS, SINGLETON_KINDS, SPEC_MODELS
+from ._noop_checks import override_no_op, rollout_no_op
 from ._overrides import Override
 from ._policyset import PolicyDocument, PolicySet
+from ._progression_checks import RuleInput, progression_findings
 from ._rollout import percent_to_basis_points
 from ._tiers import CompiledFeature, CompiledLimit, CompiledProgression, CompiledRule, TierModel, iso
 from ._yaml import YamlDocument, YamlLimits, read_documents
@@ -524,6 +527,13 @@ def _compile_tiers(c: CompileContext, item: ParsedDocument) -> TierModel | None:
         condition = c.expression(item, (*base, "when"), feature.when) if feature.when is not None else None
         if grants is None or (feature.when is not None and condition is None):
             continue
+        if feature.when is not None:
+            report_constant(c, item, (*base, "when"), feature.when)
+        no_op = rollout_no_op(name, feature.rollout) if feature.rollout is not None else None
+        if no_op is not None:
+            c.out.add(
+                item.doc.position_of((*base, "rollout")), Code.ROLLOUT_NO_OP, *no_op, severity="warning"
+            )
         features[name] = CompiledFeature(
             name=name,
             description=feature.description,
@@ -591,6 +601,7 @@ def _compile_tiers(c: CompileContext, item: ParsedDocument) -> TierModel | None:
     if spec.progression is not None:
         base = ("spec", "progression")
         rules: dict[int, CompiledRule] = {}
+        checked: list[RuleInput] = []
         for tier, rule in spec.progression.rules.items():
             position = known_tier(tier, (*base, "rules", tier))
             program = c.expression(item, (*base, "rules", tier, "when"), rule.when)
@@ -604,9 +615,14 @@ def _compile_tiers(c: CompileContext, item: ParsedDocument) -> TierModel | None:
                     severity="warning",
                 )
                 continue
+            report_constant(c, item, (*base, "rules", tier, "when"), rule.when)
             rules[position] = CompiledRule(
                 position, program, f"progression:{tier}", c.source(item, (*base, "rules", tier))
             )
+            checked.append(
+                RuleInput(position, tier, program, item.doc.key_position_of((*base, "rules", tier)))
+            )
+        c.out.items.extend(progression_findings(checked, c.environment))
         progression = CompiledProgression(
             tiers=tiers,
             rules=rules,
@@ -658,6 +674,8 @@ def _compile_tiers(c: CompileContext, item: ParsedDocument) -> TierModel | None:
                 hint="remove it, or extend 'expires'",
                 severity="warning",
             )
+        elif (no_op := override_no_op(override, features, limits)) is not None:
+            c.out.add(item.doc.position_of((*base, "value")), Code.OVERRIDE_NO_OP, *no_op, severity="warning")
         overrides.append(override)
     by_seller: dict[str, list[Override]] = {}
     for override in overrides:

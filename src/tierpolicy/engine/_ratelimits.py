@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
+from ._constant_checks import report_constant
 from ._diagnostics import Code, did_you_mean
 from ._documents import NAME_PATTERN, TIER_PATTERN, Description, Expression, SpecModel, TiersSpec
 from ._exceptions import ConditionError
@@ -316,6 +317,8 @@ def _compile_limit(
         )
         ok = False
     when = c.expression(item, (*base, "when"), spec.when, expected=BOOL) if spec.when is not None else None
+    if when is not None and spec.when is not None:
+        report_constant(c, item, (*base, "when"), spec.when)
     key = c.expression(item, (*base, "key"), spec.key, expected=STRING)
     partition = (
         c.expression(item, (*base, "partition"), spec.partition, expected=STRING)
