@@ -410,3 +410,100 @@ def test_a_key_or_partition_that_is_not_a_string_at_run_time_raises():
     [partitioned] = model_of(body).limits
     with pytest.raises(ConditionError, match=r"partition .* not a string"):
         partitioned.counter({"seller": {"id": "s", "tier": 7}})
+
+
+# --------------------------------------------------------------------------- enforces: a window's tier limit
+
+TIERS_WITH_LIMITS = """\
+apiVersion: tierpolicy/v1
+kind: Tiers
+metadata: {name: t}
+spec:
+  tiers: [{name: bronze}, {name: silver}, {name: gold}]
+  limits:
+    api_requests_per_minute: {values: {bronze: 60, silver: 300}}
+    exports_per_day: {values: {bronze: 10, gold: unlimited}}
+---
+"""
+ENFORCES = "{limit: api_requests_per_minute, per: minute}"
+
+
+def enforcing(rate: str, enforces: str = ENFORCES, tiers: str = TIERS_WITH_LIMITS):
+    """Check ``SIMPLE`` with the window's rate and ``enforces`` replaced; return (result, rate line)."""
+    body = SIMPLE.replace("rate: 3/minute", f"rate: {rate}\n          enforces: {enforces}")
+    text = tiers + HEADER + body
+    result = check_files([SourceFile("rl.yaml", text.encode())], root="<memory>")
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if "- rate:" in t)
+    return result, line, text.splitlines()[line - 1]
+
+
+def test_a_window_whose_rates_equal_the_tier_limit_is_accepted():
+    """Rates converted to the limit's unit that equal every tier's value (inherited too) give nothing."""
+    result, _, _ = enforcing("{bronze: 1/s, silver: 3000/10minutes}")
+    assert [d.format() for d in result.diagnostics] == []
+    assert result.policy_set is not None
+    model = result.policy_set.model("RateLimits")
+    assert isinstance(model, RateLimitsModel)
+    assert model.limits[0].enforces == {"api": "api_requests_per_minute per minute"}
+
+
+def test_a_rate_contradicting_the_tier_limit_is_a_warning_per_tier():
+    """Each tier whose sustained rate differs is reported with both numbers, at that tier's rate."""
+    result, line, text = enforcing(
+        "{bronze: 60/minute, gold: 600/minute}", "{limit: api_requests_per_minute, per: minute}"
+    )
+    assert result.policy_set is not None
+    found = [
+        (d.severity, d.code.value, d.position.line, d.position.column, d.message) for d in result.diagnostics
+    ]
+    assert found == [
+        (
+            "warning",
+            "TP440",
+            line,
+            text.index("{") + 1,
+            (
+                "rate limit 'api' window 'api' allows silver 60 per minute (inherited from bronze),"
+                " but tier limit api_requests_per_minute gives silver 300"
+            ),
+        ),
+        (
+            "warning",
+            "TP440",
+            line,
+            text.index("600/minute") + 1,
+            (
+                "rate limit 'api' window 'api' allows gold 600 per minute,"
+                " but tier limit api_requests_per_minute gives gold 300"
+            ),
+        ),
+    ]
+    assert "300/minute" in (result.diagnostics[1].hint or "")
+
+
+def test_an_unlimited_tier_limit_contradicts_any_rate():
+    """A fixed rate is compared for every tier; an unlimited value is never matched by a rate."""
+    result, line, _ = enforcing("10/day", "{limit: exports_per_day, per: day}")
+    messages = [(d.code.value, d.position.line, d.message.rsplit(", but ", 1)[1]) for d in result.diagnostics]
+    assert messages == [("TP440", line, "tier limit exports_per_day gives gold unlimited")]
+    result, _, _ = enforcing("1/hour", "{limit: exports_per_day, per: day}")
+    assert [d.message.split(" allows ")[1] for d in result.diagnostics] == [
+        "bronze 24 per day, but tier limit exports_per_day gives bronze 10",
+        "silver 24 per day, but tier limit exports_per_day gives silver 10",
+        "gold 24 per day, but tier limit exports_per_day gives gold unlimited",
+    ]
+
+
+def test_enforces_must_name_a_tier_limit():
+    """An unknown tier limit is TP405 with a did-you-mean, no Tiers is TP402, an unknown unit TP207."""
+    result, line, _ = enforcing("1/s", "{limit: api_request_per_minute, per: minute}")
+    assert result.policy_set is None
+    [problem] = result.diagnostics
+    assert (problem.code.value, problem.position.line) == ("TP405", line + 1)
+    assert "did you mean 'api_requests_per_minute'?" in (problem.hint or "")
+    result, line, _ = enforcing("1/s", tiers="")
+    assert [(d.code.value, d.position.line) for d in result.diagnostics] == [("TP402", line + 1)]
+    result, _, _ = enforcing("1/s", "{limit: api_requests_per_minute, per: week}")
+    [problem] = result.diagnostics
+    assert problem.code.value == "TP207"
+    assert "second, minute, hour or day" in problem.message

@@ -316,6 +316,15 @@ CASES = {
             ("ratelimits", "api", "when", "None", 'request.role == "seller"', "loosen"),
         ],
     ),
+    "rate limit window declares the tier limit it enforces": (
+        {
+            "ratelimits": (
+                "rate: {bronze: 60/minute, gold: 600/minute}",
+                "rate: {bronze: 60/minute, gold: 600/minute}\n          enforces: {limit: listings, per: hour}",
+            )
+        },
+        [("ratelimits", "api", "window minute enforces", "none", "listings per hour", "neutral")],
+    ),
 }
 
 

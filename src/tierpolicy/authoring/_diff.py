@@ -1078,6 +1078,15 @@ def _diff_ratelimits(
         both_fixed = not was.tier_windows and not now.tier_windows
         for tier in [None] if both_fixed else tiers:
             _diff_windows(out, name, tier, _windows(was, tier), _windows(now, tier))
+        # Which tier limit a window enforces changes only what `check` compares it with.
+        for window in sorted({*was.enforces, *now.enforces}):
+            out.text(
+                "ratelimits",
+                name,
+                f"window {window} enforces",
+                was.enforces.get(window),
+                now.enforces.get(window),
+            )
 
 
 def _diff_windows(

@@ -76,10 +76,10 @@ SHORT_DESCRIPTIONS: Final[dict[str, str]] = {
     "TP306": "a condition is always true or always false",
     "TP400": "a tier name that is not in `tiers`",
     "TP401": "a tier listed twice",
-    "TP402": "a `RateLimits` rate is given per tier but the set has no `Tiers` document",
+    "TP402": "a `RateLimits` rate is given per tier, or a window `enforces` a tier limit, but the set has no `Tiers` document",
     "TP403": "two `Tiers` documents, or two `Errors` documents",
     "TP404": "an override names a feature that does not exist",
-    "TP405": "an override names a limit that does not exist",
+    "TP405": "an override, or a rate-limit window's `enforces`, names a limit that does not exist",
     "TP406": "a higher tier gets a lower limit",
     "TP408": "an override has already expired",
     "TP409": "a higher tier's progression rule does not require all the lower tier's rule requires",
@@ -96,6 +96,7 @@ SHORT_DESCRIPTIONS: Final[dict[str, str]] = {
     "TP422": "two operation patterns are equally specific and can match the same name, or one is defined twice",
     "TP430": "a feature's `rollout` is 100 (everybody, as without it) or 0 (nobody)",
     "TP431": "an override gives what every tier already gives, or is beaten by `enabled: false`",
+    "TP440": "a rate-limit window's sustained rate differs from the tier limit it `enforces`",
 }
 
 

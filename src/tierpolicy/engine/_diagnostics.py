@@ -81,6 +81,8 @@ class Code(enum.StrEnum):
     # Tiers entries that change nothing: no-op rollouts and overrides
     ROLLOUT_NO_OP = "TP430"
     OVERRIDE_NO_OP = "TP431"
+    # Rate limits against the tier limits they declare they enforce
+    RATE_CONTRADICTS_LIMIT = "TP440"
     # Test suites (tierpolicy test): a suite that cannot run as written
     UNKNOWN_FIXTURE = "TP500"
     INVALID_TEST = "TP501"

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from fractions import Fraction
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictInt, StrictStr
 
 from ._constant_checks import report_constant
 from ._diagnostics import Code, did_you_mean
-from ._documents import NAME_PATTERN, TIER_PATTERN, Description, Expression, SpecModel, TiersSpec
+from ._documents import (
+    NAME_PATTERN,
+    TIER_PATTERN,
+    Description,
+    Expression,
+    LimitSpec,
+    Name,
+    SpecModel,
+    TiersSpec,
+)
 from ._exceptions import ConditionError
 from ._gcra import GcraWindow
 from ._resilience import OPERATION_PATTERN, glob_regex
@@ -39,6 +49,7 @@ RateText = Annotated[
     StrictStr, Field(min_length=1, max_length=64, description="A rate such as 60/minute or 5/10s.")
 ]
 Algorithm = Literal["gcra", "sliding_window"]
+LimitUnit = Literal["second", "minute", "hour", "day"]
 StoreErrorMode = Literal["fail_open", "fail_closed", "local"]
 
 _UNITS = {
@@ -47,6 +58,7 @@ _UNITS = {
     "h": 3600, "hour": 3600, "hours": 3600,
     "d": 86400, "day": 86400, "days": 86400,
 }  # fmt: skip
+_PER_SECONDS: dict[str, int] = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"(?P<quota>\d+)/(?P<count>\d*)(?P<unit>[a-z]+)")
 MAX_QUOTA = 1_000_000_000
 MAX_PERIOD = 366 * 86400
@@ -102,12 +114,20 @@ class RateMatchSpec(SpecModel):
     )
 
 
+class EnforcesSpec(SpecModel):
+    """The tier limit a window enforces, and the period that limit counts in."""
+
+    limit: Name = Field(description="A limit of the Tiers document, e.g. api_requests_per_minute.")
+    per: LimitUnit = Field(description="The period the tier limit's numbers count requests in.")
+
+
 class RateWindowSpec(SpecModel):
-    """One window: a rate (fixed, or per tier) and an optional burst."""
+    """One window: a rate (fixed, or per tier), an optional burst and the tier limit it enforces."""
 
     name: Annotated[StrictStr, Field(pattern=NAME_PATTERN, max_length=128)] | None = None
     rate: RateText | dict[Annotated[StrictStr, Field(pattern=TIER_PATTERN, max_length=64)], RateText]
     burst: Annotated[StrictInt, Field(ge=1, le=MAX_QUOTA)] | None = None
+    enforces: EnforcesSpec | None = None
 
 
 class RateLimitSpec(SpecModel):
@@ -160,6 +180,8 @@ class RateLimitPolicy:
         policy_version: The version of the policy set.
         when: The compiled condition a request must meet for the limit to apply
             (``None``: every matching request).
+        enforces: Window name -> the tier limit it declares it enforces, as
+            ``<limit> per <unit>`` (only windows with ``enforces:``).
     """
 
     name: str
@@ -178,6 +200,7 @@ class RateLimitPolicy:
     source: str
     policy_version: str = ""
     when: Program | None = None
+    enforces: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def applies(self, context: Mapping[str, object]) -> bool:
         """Whether the limit applies to a request with this context (its ``when``, if any).
@@ -272,9 +295,17 @@ def _tier_order(context: CompileContext) -> list[str] | None:
     return None
 
 
+def _tier_limits(context: CompileContext) -> Mapping[str, LimitSpec] | None:
+    for item in context.parsed:
+        if item.kind == "Tiers" and isinstance(item.spec, TiersSpec):
+            return item.spec.limits
+    return None
+
+
 def compile_ratelimits(context: CompileContext, documents: list[ParsedDocument]) -> RateLimitsModel:
     """Compile every RateLimits document into one :class:`RateLimitsModel`."""
     tiers = _tier_order(context)
+    tier_limits = _tier_limits(context)
     policies: list[RateLimitPolicy] = []
     seen: dict[str, str] = {}
     for item in documents:
@@ -292,7 +323,7 @@ def compile_ratelimits(context: CompileContext, documents: list[ParsedDocument])
                 )
                 continue
             seen[limit.name] = where
-            policy = _compile_limit(context, item, base, limit, tiers)
+            policy = _compile_limit(context, item, base, limit, tiers, tier_limits)
             if policy is not None:
                 policies.append(policy)
     return RateLimitsModel(
@@ -305,7 +336,12 @@ def compile_ratelimits(context: CompileContext, documents: list[ParsedDocument])
 
 
 def _compile_limit(
-    c: CompileContext, item: ParsedDocument, base: Path_, spec: RateLimitSpec, tiers: list[str] | None
+    c: CompileContext,
+    item: ParsedDocument,
+    base: Path_,
+    spec: RateLimitSpec,
+    tiers: list[str] | None,
+    tier_limits: Mapping[str, LimitSpec] | None,
 ) -> RateLimitPolicy | None:
     ok = True
     if not spec.match.routes and not spec.match.operations:
@@ -328,6 +364,8 @@ def _compile_limit(
     fixed: list[GcraWindow] = []
     per_tier: dict[str, list[GcraWindow]] = {}
     made_by_index: dict[int, list[GcraWindow]] = {}
+    # Window index -> tier -> (its window, the tier whose rate it is; None for a fixed rate).
+    rates_by_index: dict[int, dict[str, tuple[GcraWindow, str | None]]] = {}
     any_tiered = any(isinstance(w.rate, dict) for w in spec.windows)
     if any_tiered and tiers is None:
         c.out.add(
@@ -347,6 +385,8 @@ def _compile_limit(
                 continue
             made = _window(name, parsed, window.burst)
             made_by_index.setdefault(w_index, []).append(made)
+            if tiers is not None:
+                rates_by_index[w_index] = dict.fromkeys(tiers, (made, None))
             if any_tiered:
                 assert tiers is not None  # noqa: S101  checked above
                 for tier in tiers:
@@ -356,6 +396,7 @@ def _compile_limit(
             continue
         assert tiers is not None  # noqa: S101  checked above
         inherited: GcraWindow | None = None
+        origin = tiers[0]
         rate_path = (*path, "rate")
         for tier in window.rate:
             if tier not in tiers:
@@ -384,6 +425,7 @@ def _compile_limit(
                     continue
                 below = inherited
                 inherited = _window(name, parsed, window.burst)
+                origin = tier
                 made_by_index.setdefault(w_index, []).append(inherited)
                 if below is not None and inherited.quota * below.period < below.quota * inherited.period:
                     c.out.add(
@@ -395,6 +437,7 @@ def _compile_limit(
                     )
             if inherited is not None:
                 per_tier.setdefault(tier, []).append(inherited)
+                rates_by_index.setdefault(w_index, {})[tier] = (inherited, origin)
     if spec.algorithm == "sliding_window":
         for w_index, window in enumerate(spec.windows):
             if window.burst is not None:
@@ -416,8 +459,10 @@ def _compile_limit(
                 hint="lower the burst, or use a faster rate",
             )
             ok = False
+    enforces = _check_enforces(c, item, base, spec, tiers, tier_limits, rates_by_index)
     if (
-        not ok
+        enforces is None
+        or not ok
         or key is None
         or (spec.partition is not None and partition is None)
         or (spec.when is not None and when is None)
@@ -440,7 +485,103 @@ def _compile_limit(
         source=str(item.doc.position_of((*base, "name"))),
         policy_version=c.version,
         when=when,
+        enforces=enforces,
     )
+
+
+def _check_enforces(
+    c: CompileContext,
+    item: ParsedDocument,
+    base: Path_,
+    spec: RateLimitSpec,
+    tiers: list[str] | None,
+    tier_limits: Mapping[str, LimitSpec] | None,
+    rates_by_index: Mapping[int, Mapping[str, tuple[GcraWindow, str | None]]],
+) -> dict[str, str] | None:
+    """Validate each window's ``enforces`` and warn where its rate contradicts the tier limit.
+
+    Returns:
+        Window name -> ``<limit> per <unit>``, or ``None`` when an ``enforces`` is invalid.
+    """
+    declared: dict[str, str] = {}
+    ok = True
+    for w_index, window in enumerate(spec.windows):
+        if window.enforces is None:
+            continue
+        path: Path_ = (*base, "windows", w_index)
+        target = window.enforces.limit
+        if tiers is None or tier_limits is None:
+            c.out.add(
+                item.doc.position_of((*path, "enforces")),
+                Code.MISSING_DOCUMENT,
+                f"'enforces' names tier limit {target!r}, but the set has no Tiers document",
+                hint="add the Tiers document that defines the limit, or remove 'enforces'",
+            )
+            ok = False
+            continue
+        if target not in tier_limits:
+            known = sorted(tier_limits)
+            close = did_you_mean(target, known)
+            listed = f"tier limits: {', '.join(known)}" if known else "the Tiers document defines no limits"
+            c.out.add(
+                item.doc.position_of((*path, "enforces", "limit")),
+                Code.UNKNOWN_LIMIT,
+                f"'enforces' names unknown tier limit {target!r}",
+                hint=f"{close} {listed}" if close else listed,
+            )
+            ok = False
+            continue
+        name = window.name or (spec.name if len(spec.windows) == 1 else f"{spec.name}-{w_index + 1}")
+        declared[name] = f"{target} per {window.enforces.per}"
+        values = _limit_values(tier_limits[target], tiers)
+        if values is None:
+            continue  # the Tiers document reports the broken limit itself
+        per = window.enforces.per
+        for tier, (made, origin) in rates_by_index.get(w_index, {}).items():
+            allowed = Fraction(made.quota * _PER_SECONDS[per], made.period)
+            value = values[tier]
+            if value is not None and allowed == value:
+                continue
+            rate_path: Path_ = (*path, "rate")
+            explicit = origin == tier
+            where = item.doc.position_of((*rate_path, tier) if explicit else rate_path)
+            inherited = f" (inherited from {origin})" if origin is not None and not explicit else ""
+            gives = "unlimited" if value is None else str(value)
+            if value is None:
+                hint = f"no rate enforces an unlimited limit; give {tier} a number in {target!r}, or remove 'enforces'"
+            elif value == 0:
+                hint = f"a rate allows at least 1 request; give {tier} more than 0 in {target!r}, or remove 'enforces'"
+            else:
+                hint = f"a rate of {value}/{per} for {tier} enforces it; change the rate or the tier limit, or remove 'enforces'"
+            c.out.add(
+                where,
+                Code.RATE_CONTRADICTS_LIMIT,
+                f"rate limit {spec.name!r} window {name!r} allows {tier} {_amount(allowed)} per {per}{inherited},"
+                f" but tier limit {target} gives {tier} {gives}",
+                hint=hint,
+                severity="warning",
+            )
+    return declared if ok else None
+
+
+def _limit_values(limit: LimitSpec, tiers: list[str]) -> dict[str, int | None] | None:
+    """Each tier's value of a tier limit after inheritance (``None``: unlimited), if well formed."""
+    if tiers[0] not in limit.values or any(t not in tiers for t in limit.values):
+        return None
+    values: dict[str, int | None] = {}
+    current: int | None = None
+    for tier in tiers:
+        if tier in limit.values:
+            raw = limit.values[tier]
+            current = None if raw == "unlimited" else int(raw)
+        values[tier] = current
+    return values
+
+
+def _amount(number: Fraction) -> str:
+    if number.denominator == 1:
+        return str(number.numerator)
+    return "about " + f"{float(number):.2f}".rstrip("0").rstrip(".")
 
 
 def _rate(c: CompileContext, item: ParsedDocument, path: Path_, text: str) -> tuple[int, int] | None:
