@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -303,7 +304,7 @@ def test_serve_dev_refuses_addresses_other_than_loopback(monkeypatch, capsys, tm
     assert (code, "loopback" in err) == (2, True)
 
 
-def test_serve_serves_the_stores_active_version_even_without_a_policy_directory(tmp_path):
+def test_serve_serves_the_stores_active_version_even_without_a_policy_directory(tmp_path, caplog):
     """A replica serves the database's active version at startup; POLICY_DIR is only the first-run default."""
     from tierpolicy.adapters.sqlalchemy import Database  # noqa: PLC0415  only this test
     from tierpolicy.service import Settings, create_app  # noqa: PLC0415  as above
@@ -330,6 +331,12 @@ def test_serve_serves_the_stores_active_version_even_without_a_policy_directory(
     app = create_app(settings, load_policies=no_directory)
     assert app.state.holder.engine.version == served.version
     assert refused == []
+    (tmp_path / "edited").mkdir()
+    with caplog.at_level(logging.WARNING, logger="tierpolicy.service"):
+        create_app(
+            settings.model_copy(update={"policy_dir": tmp_path / "edited"}), load_policies=no_directory
+        )
+    assert f"serving the store's active policy version {served.version}" in caplog.text
 
 
 def test_token_mints_what_the_service_accepts_and_refuses_bad_roles(monkeypatch, capsys):

@@ -116,6 +116,22 @@ def test_a_body_that_is_not_json_is_a_malformed_request(marketplace, body, where
     assert where in str(problem["detail"])
 
 
+def test_a_body_that_is_not_json_is_malformed_on_every_route(marketplace):
+    """Routes whose body FastAPI parses answer broken JSON as the evaluate route does: 400, saying where."""
+    response = call(
+        app_for(marketplace),
+        "PUT",
+        f"{PREFIX}/sellers/s-1",
+        headers={**auth("admin"), "Content-Type": "application/json"},
+        content=b'{"tier": "gold",\n "attributes": {oops}}',
+    )
+    problem = assert_problem(response, 400, "MALFORMED_REQUEST")
+    assert (
+        problem["detail"]
+        == "the body is not JSON: Expecting property name enclosed in double quotes at line 2 column 17"
+    )
+
+
 def test_a_body_over_the_limit_is_refused_declared_or_streamed(marketplace):
     """Bodies larger than MAX_BODY_BYTES are 413 whether Content-Length says so or not."""
     app = app_for(marketplace, max_body_bytes=1024)

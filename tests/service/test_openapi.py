@@ -51,6 +51,7 @@ SEMANTIC = {
         r"^the override would expire at .*, which is not after now"
         r"|^an override's start must be before its expiry"
         r"|^a (feature|limit|tier) override"
+        r"|^unknown (feature|limit|tier) "
     ),
     f"POST {PREFIX}/policy/versions": r"^the bundle does not load: ",
 }

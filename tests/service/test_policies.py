@@ -64,6 +64,26 @@ def test_a_broken_bundle_is_refused_with_every_diagnostic_and_not_stored():
     assert listed.json()["data"] == []
 
 
+@pytest.mark.parametrize(
+    "name", ["../ctx.yaml", "/etc/tiers.yaml", "a/../../b.yaml", "./x.yaml", ".hidden.yaml", "a//b.yaml"]
+)
+def test_bundle_file_names_never_leave_the_bundle(name):
+    """A file name with "..", ".", a leading slash or an empty segment is refused (422) and nothing is stored."""
+    app = app_for()
+    refused, listed = calls(
+        app, upload({**V1, name: V1["tiers.yaml"]}), ("GET", VERSIONS, {"headers": ADMIN})
+    )
+    assert (refused.status_code, refused.json()["code"]) == (422, "VALIDATION_FAILED")
+    assert listed.json()["data"] == []
+
+
+def test_bundle_file_names_may_name_subdirectories():
+    """Suites and other files in folders (tests/tiers_test.yaml) are fine names."""
+    app = app_for()
+    [created] = calls(app, upload({**V1, "extra/more.yaml": "# nothing here\n"}))
+    assert created.status_code == 201, created.text
+
+
 def test_only_admins_upload_and_activate():
     """A service token may read versions but not upload or activate them."""
     app = app_for()

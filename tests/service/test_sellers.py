@@ -245,7 +245,7 @@ def test_a_malformed_override_is_refused_with_the_engines_reason(policy_set):
             {
                 "json": {
                     "kind": "feature",
-                    "target": "x",
+                    "target": "support.dedicated_manager",
                     "value": 3,
                     "reason": "r",
                     "expires_at": (NOW + dt.timedelta(days=1)).isoformat(),
@@ -261,6 +261,37 @@ def test_a_malformed_override_is_refused_with_the_engines_reason(policy_set):
     )
     assert (count.status_code, count.json()["code"]) == (422, "VALIDATION_FAILED")
     assert (expired.status_code, "not after now" in expired.json()["detail"]) == (422, True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "target", "value", "detail"),
+    [
+        ("feature", "support.dedicated_manger", True, "did you mean 'support.dedicated_manager'?"),
+        ("limit", "no_such_limit", 5, "limits: "),
+        ("tier", "glod", None, "did you mean 'gold'?"),
+    ],
+)
+def test_an_override_of_a_name_the_policies_do_not_define_is_refused(policy_set, kind, target, value, detail):
+    """Overrides are checked as `tierpolicy check` checks them: an unknown feature, limit or tier is 422, nothing stored."""
+    grant = {
+        "kind": kind,
+        "target": target,
+        "value": value,
+        "reason": "r",
+        "expires_at": (NOW + dt.timedelta(days=1)).isoformat(),
+    }
+    app = service(policy_set)
+    _, refused, listed = calls(
+        app,
+        put("s-1"),
+        ("POST", f"{PREFIX}/sellers/s-1/overrides", {"json": grant, "headers": ADMIN}),
+        ("GET", f"{PREFIX}/sellers/s-1/overrides", {"headers": ADMIN}),
+    )
+    assert (refused.status_code, refused.json()["code"]) == (422, "VALIDATION_FAILED")
+    assert f"unknown {kind} {target!r}" in refused.json()["detail"]
+    assert detail in refused.json()["detail"]
+    assert refused.json()["errors"] == [{"location": "body/target", "message": f"unknown {kind}"}]
+    assert listed.json()["data"] == []
 
 
 def test_metrics_need_a_writer_and_a_known_seller(policy_set):

@@ -409,4 +409,13 @@ def _initial_engine(
     active = database.active_policy_version()
     if active is None:
         return load_policies(settings.policy_dir)
+    if settings.policy_dir.exists():
+        # Someone who edited the directory and restarted would otherwise wonder why
+        # nothing changed: the store is the truth once a version was activated.
+        logger.warning(
+            "serving the store's active policy version %s, not %s (a directory is served only "
+            "while the store has no active version: upload and activate it to serve it)",
+            active.version,
+            settings.policy_dir,
+        )
     return Engine(load_files(dict(active.files), root=f"store:{active.version}"))

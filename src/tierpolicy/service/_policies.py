@@ -66,7 +66,9 @@ Admin = Depends(require_roles("admin"))
 
 MAX_FILES = 200
 MAX_FILE_BYTES = 1_048_576
-_FILE_NAME = r"^[A-Za-z0-9._/-]+\.ya?ml$"
+# Relative paths whose every segment starts with a letter, digit, _ or -: no "..", no
+# "." segments, no leading "/", no empty segment, so a bundle name never leaves its root.
+_FILE_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*\.ya?ml$"
 
 
 class BundleIn(BaseModel):

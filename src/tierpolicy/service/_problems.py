@@ -232,8 +232,32 @@ def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
             yield route
 
 
+def _malformed(request: Request, error: Mapping[str, Any], body: object) -> dict[str, object]:
+    loc = error.get("loc", ())
+    where = ""
+    if isinstance(body, str) and len(loc) > 1 and isinstance(loc[1], int):
+        offset = loc[1]
+        line = body.count("\n", 0, offset) + 1
+        column = offset - (body.rfind("\n", 0, offset) + 1) + 1
+        where = f" at line {line} column {column}"
+    reason = error.get("ctx", {}).get("error") or "invalid JSON"
+    return build_problem(
+        _engine(request),
+        instance=request.url.path,
+        rid=request_id(request),
+        reason="MALFORMED_REQUEST",
+        status=400,
+        detail=f"the body is not JSON: {reason}{where}",
+    )
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101  registered for RequestValidationError only
+    broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+    if broken is not None:
+        # A body that is not JSON is a malformed request (400), as on the evaluate route,
+        # not a validation failure; say where it breaks as a line and column.
+        return problem_response(request, _malformed(request, broken, exc.body))
     errors = [
         {
             "location": "/".join(str(part) for part in error.get("loc", ())),

@@ -157,6 +157,33 @@ def _override_json(record: OverrideRecord) -> dict[str, object]:
     }
 
 
+def _check_override_target(engine: Engine, body: OverrideIn) -> None:
+    """Refuse an override of a feature, limit or tier the active policy set does not define.
+
+    The same rule ``tierpolicy check`` applies to overrides written in the policy files
+    (TP404, TP405, TP400): an override of an unknown name would be stored and then
+    silently never apply, or, for a tier, pin the seller to a tier that does not exist.
+    """
+    model = engine.policy_set.tiers
+    known: tuple[str, ...] = ()
+    if model is not None:
+        known = {"feature": tuple(model.features), "limit": tuple(model.limits), "tier": model.tiers}[
+            body.kind
+        ]
+    if body.target in known:
+        return
+    hint = did_you_mean(body.target, known)
+    listing = (
+        f"{body.kind}s: {', '.join(sorted(known))}" if known else f"the policy set defines no {body.kind}s"
+    )
+    raise ServiceError(
+        "VALIDATION_FAILED",
+        f"unknown {body.kind} {body.target!r}; " + (hint or listing),
+        status=422,
+        extra={"errors": [{"location": "body/target", "message": f"unknown {body.kind}"}]},
+    )
+
+
 def _check_metric_names(engine: Engine, metrics: Mapping[str, object]) -> None:
     """Refuse metric names the policies' context does not declare (a typo would be stored silently)."""
     declared = engine.policy_set.environment.get("metrics")
@@ -471,6 +498,7 @@ def router() -> APIRouter:
     ) -> Response:
         db = _db(request)
         _seller(db, seller_id)
+        _check_override_target(_engine(request), body)
         try:
             record = db.create_override(
                 seller_id,
