@@ -100,6 +100,22 @@ def test_counters_use_the_servers_clock_and_carry_a_ttl(redis_server, redis_pref
     store.close()
 
 
+def test_with_an_injected_clock_counters_outlive_real_time(redis_server, redis_prefix):
+    """A frozen test clock keeps its counters: TTLs are a minute of real time at least, so a slow run cannot drop them."""
+    store = RedisRateLimitStore.from_url(
+        redis_server.url, prefix=redis_prefix, clock=FakeClock(1_700_000_000.0), **TIMEOUTS
+    )
+    fine = (window(1_000_000, 1),)  # a TAT one microsecond ahead: its TTL on the clock rounds to 1 ms
+    first = store.hit_many([Hit("rl:{f}:fine:f", fine)]).results[0]
+    time.sleep(0.02)  # far longer than that millisecond of real time
+    second = store.hit_many([Hit("rl:{f}:fine:f", fine)]).results[0]
+    assert (first.windows[0].remaining, second.windows[0].remaining) == (999_999, 999_998)
+    raw = redis.Redis.from_url(redis_server.url)
+    assert 59_000 < raw.pttl(redis_prefix + "rl:{f}:fine:f") <= 60_000
+    raw.close()
+    store.close()
+
+
 def test_a_key_expires_once_its_windows_have_refilled(redis_server, redis_prefix):
     """A counter disappears from Redis when its windows are full again: no key lives forever."""
     store = RedisRateLimitStore.from_url(redis_server.url, prefix=redis_prefix, **TIMEOUTS)

@@ -6,10 +6,11 @@
 --
 -- KEYS: the counters (one cluster slot: they share a hash tag).
 -- ARGV[1]: "hit" or "refund". ARGV[2]: "" (read TIME) or the time in microseconds
---   from an injected test clock. ARGV[2 + i]: the spec of KEYS[i], one string (fewer
---   arguments are cheaper for clients to encode): "<algorithm> <shadow> <cost> <n>"
---   then n pairs, algorithm "g" (GCRA: emission interval, tolerance) or "s" (sliding
---   window: period, quota), shadow "1" or "0".
+--   from an injected test clock (keys then live at least a minute of real time).
+--   ARGV[2 + i]: the spec of KEYS[i], one string (fewer arguments are cheaper for
+--   clients to encode): "<algorithm> <shadow> <cost> <n>" then n pairs, algorithm "g"
+--   (GCRA: emission interval, tolerance) or "s" (sliding window: period, quota),
+--   shadow "1" or "0".
 -- Stored value: "<algorithm>,<int>,<int>,..." (GCRA: one TAT per window; sliding:
 --   start, previous, current per window), written with its TTL in one SET ... PX.
 -- Returns one string (one reply element is cheaper for clients to parse):
@@ -17,7 +18,8 @@
 --   "" for a key that held nothing; the client recomputes the results from these.
 
 local now
-if ARGV[2] == '' then
+local injected = ARGV[2] ~= ''
+if not injected then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 else
@@ -110,7 +112,12 @@ local function store(key, algo, values, expires)
   if expires <= now then
     redis.call('DEL', key)
   else
-    redis.call('SET', key, encode(algo, values), 'PX', math.ceil((expires - now) / 1000))
+    local ttl = math.ceil((expires - now) / 1000)
+    -- An injected clock does not move with real time, so a TTL counted on it could drop
+    -- a counter while the test's clock still stands at the same instant. Keep such keys
+    -- a minute at least: a counter whose windows have refilled reads as absent anyway.
+    if injected and ttl < 60000 then ttl = 60000 end
+    redis.call('SET', key, encode(algo, values), 'PX', ttl)
   end
 end
 
