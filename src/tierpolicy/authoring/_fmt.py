@@ -34,6 +34,8 @@ from tierpolicy.engine._kinds import SPEC_MODELS
 from tierpolicy.engine._loader import POLICY_SUFFIXES, SKIPPED_DIRECTORIES
 from tierpolicy.engine._yaml import read_documents
 
+from ._suites import TestSuiteSpec, suite_files
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
@@ -48,6 +50,8 @@ __all__ = [
 ]
 
 DOCUMENT_KEYS: Final = ("apiVersion", "kind", "metadata", "spec")
+_SPECS: Final = {**SPEC_MODELS, "TestSuite": TestSuiteSpec}
+"""The spec model of each kind whose keys have a canonical order: the policy kinds and suites."""
 """The canonical order of a document's top-level keys."""
 
 # The models' field order, except where the shipped policies group fields by meaning
@@ -217,8 +221,9 @@ def _ordered_mappings(document: object) -> list[tuple[Any, tuple[str, ...]]]:
     if "metadata" in document:
         _walk(document["metadata"], Metadata, found)
     kind = document.get("kind")
-    if isinstance(kind, str) and kind in SPEC_MODELS and "spec" in document:
-        _walk(document["spec"], SPEC_MODELS[kind], found)
+    model = _SPECS.get(kind) if isinstance(kind, str) else None
+    if model is not None and "spec" in document:
+        _walk(document["spec"], model, found)
     return found
 
 
@@ -430,10 +435,11 @@ def format_text(text: str, *, file: str = "<string>") -> str:
 
 
 def policy_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand directories into the policy files ``tierpolicy check`` would read.
+    """Expand directories into the files ``tierpolicy check`` would read: policies and suites.
 
     A file named explicitly is taken whatever its name; in a directory, files ending in
-    ``.yaml`` or ``.yml`` are, except hidden ones and those under the top-level ``tests/``.
+    ``.yaml`` or ``.yml`` are, except hidden ones and those under the top-level
+    ``tests/``, and then the test suites there (``tests/**/*_test.yaml``).
 
     Raises:
         FileNotFoundError: A path does not exist.
@@ -456,6 +462,7 @@ def policy_files(paths: Iterable[Path]) -> list[Path]:
                 Path(directory, n) for n in names if n.endswith(POLICY_SUFFIXES) and not n.startswith(".")
             )
         found.extend(sorted(candidates))
+        found.extend(suite_files(path))
     unique: dict[Path, None] = dict.fromkeys(found)
     return list(unique)
 
