@@ -45,7 +45,7 @@ from ._responses import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from tierpolicy.adapters.sqlalchemy import Database, OverrideRecord, SellerRecord, TierChange
     from tierpolicy.engine._engine import Engine
@@ -157,12 +157,27 @@ def _override_json(record: OverrideRecord) -> dict[str, object]:
     }
 
 
+def _unknown(what: str, name: str, known: Iterable[str], locations: Sequence[str]) -> ServiceError:
+    """The 422 for a name the active policy set does not define: a did-you-mean, or every known name.
+
+    A misspelt name would otherwise be stored and then silently never apply.
+    """
+    names = sorted(known)
+    hint = did_you_mean(name, names)
+    listing = f"{what}s: {', '.join(names)}" if names else f"the policy set defines no {what}s"
+    return ServiceError(
+        "VALIDATION_FAILED",
+        f"unknown {what} {name!r}; {hint or listing}",
+        status=422,
+        extra={"errors": [{"location": where, "message": f"unknown {what}"} for where in locations]},
+    )
+
+
 def _check_override_target(engine: Engine, body: OverrideIn) -> None:
     """Refuse an override of a feature, limit or tier the active policy set does not define.
 
     The same rule ``tierpolicy check`` applies to overrides written in the policy files
-    (TP404, TP405, TP400): an override of an unknown name would be stored and then
-    silently never apply, or, for a tier, pin the seller to a tier that does not exist.
+    (TP404, TP405, TP400); for a tier, it would pin the seller to a tier that does not exist.
     """
     model = engine.policy_set.tiers
     known: tuple[str, ...] = ()
@@ -170,39 +185,18 @@ def _check_override_target(engine: Engine, body: OverrideIn) -> None:
         known = {"feature": tuple(model.features), "limit": tuple(model.limits), "tier": model.tiers}[
             body.kind
         ]
-    if body.target in known:
-        return
-    hint = did_you_mean(body.target, known)
-    listing = (
-        f"{body.kind}s: {', '.join(sorted(known))}" if known else f"the policy set defines no {body.kind}s"
-    )
-    raise ServiceError(
-        "VALIDATION_FAILED",
-        f"unknown {body.kind} {body.target!r}; " + (hint or listing),
-        status=422,
-        extra={"errors": [{"location": "body/target", "message": f"unknown {body.kind}"}]},
-    )
+    if body.target not in known:
+        raise _unknown(body.kind, body.target, known, ["body/target"])
 
 
 def _check_metric_names(engine: Engine, metrics: Mapping[str, object]) -> None:
-    """Refuse metric names the policies' context does not declare (a typo would be stored silently)."""
+    """Refuse metric names the policies' context does not declare."""
     declared = engine.policy_set.environment.get("metrics")
     if not isinstance(declared, ObjectType):
         return
     unknown = [name for name in metrics if name not in declared.fields]
     if unknown:
-        hint = did_you_mean(unknown[0], declared.fields)
-        raise ServiceError(
-            "VALIDATION_FAILED",
-            f"unknown metric {unknown[0]!r}"
-            + (f"; {hint}" if hint else f"; metrics: {', '.join(sorted(declared.fields))}"),
-            status=422,
-            extra={
-                "errors": [
-                    {"location": f"body/metrics/{name}", "message": "unknown metric"} for name in unknown
-                ]
-            },
-        )
+        raise _unknown("metric", unknown[0], declared.fields, [f"body/metrics/{name}" for name in unknown])
 
 
 def evaluation_input(
