@@ -346,7 +346,7 @@ def test_profile_breakdown_totals_own_time_by_package(tmp_path):
     profiler.dump_stats(path)
     b = bench.profile_breakdown(path, top=3)
     groups = dict(b["categories"])
-    assert groups["json (stdlib)"] > 0
+    assert groups["json (stdlib reader, orjson writer)"] > 0
     assert sum(groups.values()) == pytest.approx(b["total_s"])
     assert len(b["top"]) == 3
     assert b["top"][0][0] >= b["top"][1][0] >= b["top"][2][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from tierpolicy import Code, Position
 from tierpolicy.engine._context import (
     BUILTIN_ROOTS,
     BUILTIN_SELLER_FIELDS,
+    ContextCoercion,
     SchemaError,
     build_environment,
     coerce_context,
@@ -389,3 +391,41 @@ def test_timestamps_inside_lists_are_converted():
     assert coerce_context({"audits": ["2026-01-01T00:00:00Z"]}, env) == {
         "audits": [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
     }
+
+
+def test_timestamps_inside_maps_are_converted_and_named_by_key():
+    """A map<string, timestamp> attribute is converted value by value; a bad value is named by its key."""
+    env, _ = env_of({"seen": "map<string, timestamp>"})
+    assert coerce_context({"seen": {"eu": "2026-01-01T00:00:00Z"}}, env) == {
+        "seen": {"eu": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
+    }
+    with pytest.raises(ValueError, match=r"^seen\['us'\]: expected an RFC 3339 timestamp"):
+        coerce_context({"seen": {"eu": "2026-01-01T00:00:00Z", "us": "soon"}}, env)
+    with pytest.raises(ValueError, match=r"^audits\[1\]: expected an RFC 3339 timestamp"):
+        coerce_context(
+            {"audits": ["2026-01-01T00:00:00Z", "later"]}, env_of({"audits": "list<timestamp>"})[0]
+        )
+
+
+def test_a_planned_coercion_copies_only_what_it_converts():
+    """ContextCoercion returns a new top level; objects holding nothing to convert are passed through as they are."""
+    coercion = ContextCoercion(ENV)
+    untouched = {"anything": [1, 2]}
+    context = {"seller": {"joined_at": "2026-01-01T00:00:00Z"}, "other": untouched}
+    result = coercion(context)
+    assert result is not context
+    assert result["other"] is untouched
+    assert result["seller"] == {"joined_at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
+    assert context["seller"] == {"joined_at": "2026-01-01T00:00:00Z"}
+    plain, _ = env_of({"seller": {"verified": "bool"}, "tags": "list<string>"})
+    nothing = {"seller": {"verified": True}}
+    assert ContextCoercion(plain)(nothing) == nothing
+    assert ContextCoercion(plain)(nothing) is not nothing
+
+
+def test_an_engine_coerces_as_its_schema_declares():
+    """Engine.coerce is coerce_context over the engine's own schema."""
+    engine = tierpolicy.load(Path(__file__).resolve().parents[1] / "policies")
+    context = {"seller": {"id": "s", "tier": "gold", "joined_at": "2024-03-14T09:30:00Z"}}
+    assert engine.coerce(context) == coerce_context(context, engine.policy_set.environment)
+    assert engine.coerce(context)["seller"]["joined_at"] == dt.datetime(2024, 3, 14, 9, 30, tzinfo=dt.UTC)

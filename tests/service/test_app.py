@@ -362,3 +362,48 @@ def test_non_http_scopes_pass_the_request_id_middleware_untouched():
 
     asyncio.run(RequestIdMiddleware(inner)({"type": "lifespan"}, None, None))
     assert seen == [{"type": "lifespan"}]
+
+
+def test_made_request_ids_are_distinct_hex_and_the_maker_is_injectable():
+    """Ids the service makes are 32 hex digits, never repeated; a maker passed in is used instead."""
+    from tierpolicy.service import RequestIdMiddleware  # noqa: PLC0415  only this test
+
+    async def ok(_scope, _receive, send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def ids_of(middleware: RequestIdMiddleware, n: int) -> list[str]:
+        headers: list[str] = []
+
+        async def send(message) -> None:
+            if message["type"] == "http.response.start":
+                headers.extend(v.decode() for k, v in message["headers"] if k == b"x-request-id")
+
+        async def go() -> None:
+            for _ in range(n):
+                await middleware({"type": "http", "headers": []}, None, send)
+
+        asyncio.run(go())
+        return headers
+
+    made = ids_of(RequestIdMiddleware(ok), 2000)
+    assert len(set(made)) == 2000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
+    assert ids_of(RequestIdMiddleware(ok, new_id=lambda: "fixed"), 2) == ["fixed", "fixed"]
+
+
+def test_fastapis_opentelemetry_is_off_unless_something_configured_it(monkeypatch):
+    """With no OpenTelemetry provider set at startup FastAPI's per-request check is off; a set provider keeps it on."""
+    from opentelemetry import trace  # noqa: PLC0415  only this test
+
+    from tierpolicy.service._app import _telemetry_options  # noqa: PLC0415  only this test
+
+    assert _telemetry_options() == {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    assert app_for()._telemetry["tracing"] is False
+
+    class SdkProvider:
+        """Stands for a provider an SDK or opentelemetry-instrument set."""
+
+    monkeypatch.setattr(trace, "get_tracer_provider", SdkProvider)
+    assert _telemetry_options() == {}
+    assert app_for()._telemetry["tracing"] is True

@@ -232,48 +232,109 @@ def coerce_context(context: Mapping[str, object], env: Mapping[str, CelType]) ->
     Other values are left alone here; the CEL runtime converts the lossless cases when it
     reads an attribute (a whole number in a ``double`` attribute, a non-negative one in a
     ``uint`` attribute), and a value of any other wrong type makes the condition that
-    reads it fail with a clear message, as CEL prescribes.
+    reads it fail with a clear message, as CEL prescribes. To convert many contexts of
+    one schema, make a :class:`ContextCoercion` once.
 
     Raises:
         ValueError: When a timestamp or duration string is malformed; the message names
             the attribute.
     """
-    return _coerce_object(context, env, "")  # type: ignore[return-value]
+    return ContextCoercion(env)(context)
 
 
-def _coerce_object(value: Mapping[str, object], fields: Mapping[str, CelType], prefix: str) -> object:
-    result = dict(value)
-    for key, field_type in fields.items():
-        if key in result:
-            result[key] = _coerce(result[key], field_type, f"{prefix}{key}")
-    return result
+class ContextCoercion:
+    """:func:`coerce_context` for one schema, planned once.
+
+    The plan holds only the attributes whose declared type needs converting
+    (timestamps and durations, and the objects, lists and maps holding them), so a
+    context is walked along those paths alone, and only the objects on them are
+    copied; the result is a new top-level mapping either way.
+
+    Args:
+        env: The context schema (a policy set's ``environment``).
+    """
+
+    __slots__ = ("_plan",)
+
+    def __init__(self, env: Mapping[str, CelType]) -> None:
+        self._plan = _plan_fields(env)
+
+    def __call__(self, context: Mapping[str, object]) -> dict[str, object]:
+        """The context with its values converted (see :func:`coerce_context`).
+
+        Raises:
+            ValueError: A timestamp or duration string is malformed; the message names
+                the attribute.
+        """
+        if self._plan is None:
+            return dict(context)
+        return self._plan(context, "")  # type: ignore[return-value]  # a mapping in, a dict out
 
 
-def _coerce(item: object, declared: CelType, path: str) -> object:
-    """Convert one JSON value to the runtime form of its declared type, recursively."""
-    if isinstance(declared, ObjectType) and isinstance(item, Mapping):
-        return _coerce_object(item, declared.fields, f"{path}.")
-    if declared == TIMESTAMP and isinstance(item, str):
-        return parse_timestamp(item, path)
-    if declared == DURATION and isinstance(item, str):
-        return parse_duration(item, path)
-    if isinstance(declared, ListType) and isinstance(item, list) and _needs_coercion(declared.elem):
-        return [_coerce(element, declared.elem, f"{path}[{i}]") for i, element in enumerate(item)]
-    if isinstance(declared, MapType) and isinstance(item, Mapping) and _needs_coercion(declared.value):
-        return {k: _coerce(v, declared.value, f"{path}[{k!r}]") for k, v in item.items()}
-    return item
-
-
-def _needs_coercion(declared: CelType) -> bool:
-    if declared in (TIMESTAMP, DURATION):
-        return True
+def _plan(declared: CelType) -> Callable[[object, str], object] | None:
+    """How to convert a value of type ``declared`` at a path, or ``None`` when nothing needs to."""
     if isinstance(declared, ObjectType):
-        return True
+        return _plan_fields(declared.fields)
+    if declared == TIMESTAMP:
+        return _timestamp
+    if declared == DURATION:
+        return _duration
     if isinstance(declared, ListType):
-        return _needs_coercion(declared.elem)
+        return _plan_list(declared)
     if isinstance(declared, MapType):
-        return _needs_coercion(declared.value)
-    return False
+        return _plan_map(declared)
+    return None
+
+
+def _plan_fields(fields: Mapping[str, CelType]) -> Callable[[object, str], object] | None:
+    steps = tuple((key, step) for key, declared in fields.items() if (step := _plan(declared)) is not None)
+    if not steps:
+        return None
+
+    def convert(item: object, path: str) -> object:
+        if not isinstance(item, Mapping):
+            return item
+        result = dict(item)
+        for key, step in steps:
+            if key in result:
+                result[key] = step(result[key], f"{path}.{key}" if path else key)
+        return result
+
+    return convert
+
+
+def _plan_list(declared: ListType) -> Callable[[object, str], object] | None:
+    step = _plan(declared.elem)
+    if step is None:
+        return None
+
+    def convert(item: object, path: str) -> object:
+        if not isinstance(item, list):
+            return item
+        return [step(element, f"{path}[{i}]") for i, element in enumerate(item)]
+
+    return convert
+
+
+def _plan_map(declared: MapType) -> Callable[[object, str], object] | None:
+    step = _plan(declared.value)
+    if step is None:
+        return None
+
+    def convert(item: object, path: str) -> object:
+        if not isinstance(item, Mapping):
+            return item
+        return {key: step(value, f"{path}[{key!r}]") for key, value in item.items()}
+
+    return convert
+
+
+def _timestamp(item: object, path: str) -> object:
+    return parse_timestamp(item, path) if isinstance(item, str) else item
+
+
+def _duration(item: object, path: str) -> object:
+    return parse_duration(item, path) if isinstance(item, str) else item
 
 
 def parse_timestamp(text: str, where: str) -> dt.datetime:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._classification import Classification, ErrorModel
-from ._context import parse_timestamp
+from ._context import ContextCoercion, parse_timestamp
 from ._decisions import Entitlements, FeatureDecision, LimitDecision, TierDecision, TraceStep
 from ._diagnostics import closest
 from ._errorinfo import ErrorInfo, exception_names
@@ -68,6 +68,7 @@ class Engine:
 
     __slots__ = (
         "_clock",
+        "_coercion",
         "_features",
         "_limits",
         "_policy_overrides",
@@ -84,6 +85,7 @@ class Engine:
         self._features = self._tiers.features
         self._limits = self._tiers.limits
         self._policy_overrides = self._tiers.overrides_by_seller
+        self._coercion = ContextCoercion(policy_set.environment)
 
     @property
     def version(self) -> str:
@@ -104,6 +106,19 @@ class Engine:
     def limits(self) -> tuple[str, ...]:
         """Limit names, in policy order."""
         return tuple(self._limits)
+
+    def coerce(self, context: Mapping[str, object]) -> dict[str, object]:
+        """A JSON context with its timestamps and durations parsed, as the schema declares them.
+
+        The questions below read timestamps and durations as ``datetime`` and
+        ``timedelta`` values; a context straight from JSON goes through this first, as
+        an evaluation request's does. The schema's plan is made once per engine.
+
+        Raises:
+            ValueError: A timestamp or duration string is malformed; the message names
+                the attribute.
+        """
+        return self._coercion(context)
 
     @property
     def errors(self) -> ErrorModel | None:

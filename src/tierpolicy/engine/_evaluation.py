@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
-from ._context import coerce_context, parse_duration, parse_timestamp
+from ._context import parse_duration, parse_timestamp
 from ._errorinfo import MAX_RETRY_AFTER, ErrorInfo
 from ._exceptions import (
     EvaluationError,
@@ -194,7 +194,7 @@ def evaluate(engine: Engine, payload: object, *, now: dt.datetime | None = None)
     request, request_now, overrides = parse_request(payload)
     when = request_now or now or engine._clock()  # noqa: SLF001  the engine's own clock
     try:
-        context = coerce_context(request.context, engine.policy_set.environment)
+        context = engine.coerce(request.context)
     except ValueError as exc:
         raise InvalidRequestError(str(exc), location="context") from None
     results = [

@@ -9,7 +9,7 @@ Run it with ``tierpolicy serve``; build it in code with :func:`create_app`::
 Needs the ``service`` extra (``pip install 'tierpolicy[service]'``).
 """
 
-from ._app import PREFIX, RequestIdMiddleware, create_app, envelope
+from ._app import PREFIX, RequestIdMiddleware, create_app
 from ._auth import (
     ROLES,
     Authenticator,
@@ -23,6 +23,7 @@ from ._auth import (
     seller_not_found,
     seller_scoped,
 )
+from ._envelope import envelope
 from ._problems import SERVICE_DOMAIN, ServiceError, build_problem
 from ._settings import Settings
 

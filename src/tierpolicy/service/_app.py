@@ -11,10 +11,11 @@ errors are problems (:mod:`._problems`).
 from __future__ import annotations
 
 import contextlib
-import json
+import inspect
 import logging
+import os
+import random
 import re
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -28,18 +29,18 @@ from tierpolicy.adapters.fastapi import TrustedProxies
 from tierpolicy.adapters.redis import EventChannel, PolicyChannel
 from tierpolicy.adapters.sqlalchemy import Database
 from tierpolicy.engine._engine import Engine, PolicyHolder, load
-from tierpolicy.engine._evaluation import RequestIn, evaluate
-from tierpolicy.engine._exceptions import InvalidRequestError, StoreError
+from tierpolicy.engine._exceptions import StoreError
 from tierpolicy.engine._loader import load_files
 from tierpolicy.engine._ratelimiter import RateLimiter
 
 from . import _events, _policies, _problems, _responses, _sellers
-from ._auth import Authenticator, require_roles
+from ._auth import Authenticator
 from ._cache import SellerCache
+from ._evaluate import EvaluateEndpoint, EvaluateLane
 from ._events import EventBus
 from ._limits import ServiceRateLimits
 from ._metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from ._problems import PROBLEM_RESPONSES, ServiceError, request_id, semantic_refusal
+from ._problems import PROBLEM_RESPONSES
 from ._sentry import init_sentry
 from ._settings import Settings
 
@@ -59,11 +60,28 @@ PREFIX = "/api/marketplace/seller"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
-class RequestIdMiddleware:
-    """Gives every request an id (the caller's ``X-Request-ID`` if well-formed) and echoes it."""
+def _random_ids() -> Callable[[], str]:
+    """Request ids: 128 random bits as 32 hex digits, from a generator seeded by the OS once.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Ids must be unique, not unguessable (they are echoed to the caller), and
+    ``uuid.uuid4`` asks the OS for random bytes on every request, a system call that cost
+    3 % of the evaluate endpoint's CPU.
+    """
+    bits = random.Random(os.urandom(32)).getrandbits  # noqa: S311  unique, not secret
+    return lambda: f"{bits(128):032x}"
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's ``X-Request-ID`` if well-formed) and echoes it.
+
+    Args:
+        app: The application.
+        new_id: Makes the id of a request that brings none (default: 32 random hex digits).
+    """
+
+    def __init__(self, app: ASGIApp, new_id: Callable[[], str] | None = None) -> None:
         self.app = app
+        self.new_id = new_id or _random_ids()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request with its id in ``scope["state"]`` and in the response headers."""
@@ -71,7 +89,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-request-id"), "")
-        rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        rid = given if _REQUEST_ID.fullmatch(given) else self.new_id()
         scope.setdefault("state", {})["request_id"] = rid
 
         async def send_with_id(message: Message) -> None:
@@ -121,113 +139,6 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counted, send)
-
-
-def envelope(request: Request, data: object, status: int = 200) -> Response:
-    """``{"data": data, "meta": {"request_id": ..., "policy_version": ...}}`` as a JSON response.
-
-    Serialised here with the standard library: FastAPI would otherwise walk the whole
-    answer with ``jsonable_encoder`` first, which cost the evaluate endpoint more than
-    the evaluation itself (see docs/benchmarks.md). ``data`` must be plain JSON values
-    (timestamps as RFC 3339 text); anything else is a bug and fails loudly. Headers
-    dependencies leave in ``request.state.answer_headers`` (the rate limits') are set.
-    """
-    engine: Engine = request.app.state.holder.engine
-    body = {"data": data, "meta": {"request_id": request_id(request), "policy_version": engine.version}}
-    return Response(
-        json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
-        status_code=status,
-        headers=getattr(request.state, "answer_headers", None),
-        media_type="application/json",
-    )
-
-
-async def read_json(request: Request) -> object:
-    """The request body as JSON (its size is bounded by :class:`BodyLimitMiddleware`).
-
-    Raises:
-        ServiceError: ``MALFORMED_REQUEST`` (400), naming where the JSON breaks.
-    """
-    body = await request.body()
-    try:
-        # Decoded here: json.loads(bytes) would guess UTF-16 or UTF-32 from a byte order mark.
-        return json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ServiceError(
-            "MALFORMED_REQUEST", f"the body is not UTF-8 (byte {exc.start})", status=400
-        ) from None
-    except RecursionError:
-        raise ServiceError("MALFORMED_REQUEST", "the JSON body is nested too deeply", status=400) from None
-    except json.JSONDecodeError as exc:
-        raise ServiceError(
-            "MALFORMED_REQUEST",
-            f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            status=400,
-        ) from None
-
-
-def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
-    """A JSON Schema with its ``$defs`` references inlined (OpenAPI cannot see ``#/$defs``)."""
-    defs = schema.pop("$defs", {})
-
-    def resolve(node: object) -> object:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return resolve(defs[ref.removeprefix("#/$defs/")])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    resolved = resolve(schema)
-    assert isinstance(resolved, dict)  # noqa: S101  a dict in, a dict out
-    return resolved
-
-
-_REQUEST_SCHEMA = _inlined(RequestIn.model_json_schema())
-"""The evaluation request's schema, for the OpenAPI document."""
-
-
-def _policy_router() -> APIRouter:
-    router = APIRouter(prefix=PREFIX, tags=["policy"], responses=PROBLEM_RESPONSES)
-
-    @router.post(
-        "/policy/evaluate",
-        dependencies=[Depends(require_roles("service", "admin"))],
-        summary="Evaluate queries against the active policy set",
-        description=(
-            "The request and answer of `tierpolicy eval` (see docs/evaluation.md): results in "
-            "request order, each with its decision or its own error."
-        ),
-        openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _REQUEST_SCHEMA}}}
-        },
-        response_model=None,
-        responses={
-            **_responses.success(_responses.EVALUATION, "The answer of `tierpolicy eval`, enveloped."),
-            **semantic_refusal(
-                "a context value does not parse as the type the policies declare, or an override "
-                "starts at or after its expiry"
-            ),
-        },
-    )
-    async def evaluate_route(request: Request) -> Response:
-        payload = await read_json(request)
-        engine: Engine = request.app.state.holder.engine
-        try:
-            answer = evaluate(engine, payload)
-        except InvalidRequestError as exc:
-            raise ServiceError(
-                "VALIDATION_FAILED",
-                str(exc),
-                status=422,
-                extra={"errors": [{"location": exc.location, "message": str(exc)}]},
-            ) from None
-        request.app.state.metrics.count_answer(answer)
-        return envelope(request, answer)
-
-    return router
 
 
 def _health_router() -> APIRouter:
@@ -359,6 +270,7 @@ def create_app(
         version="1",
         description="Policy evaluation and the seller API of the marketplace. Every error is application/problem+json.",
         lifespan=lifespan,
+        **_telemetry_options(),
     )
     app.state.settings = settings
     app.state.database = database
@@ -381,9 +293,6 @@ def create_app(
 
     app.state.reloader = _policies.Reloader(holder, database, serving, metrics.reload_failures.inc)
     _problems.install(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
     limits = ServiceRateLimits(
         limiter,
         store=store,
@@ -393,13 +302,55 @@ def create_app(
         metrics=metrics,
     )
     app.state.rate_limits = limits
+    evaluate = EvaluateEndpoint(limits)
+    evaluate_router = evaluate.router(PREFIX)
+    # Innermost, so requests it answers are still counted, bounded and given an id.
+    app.add_middleware(
+        EvaluateLane,
+        endpoint=evaluate,
+        route=evaluate_router.routes[0],
+        exception_handlers=app.exception_handlers,
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
     limited = [Depends(limits)]
-    app.include_router(_policy_router(), dependencies=limited)
+    app.include_router(evaluate_router)  # the endpoint applies the limits itself
     app.include_router(_sellers.router(), dependencies=limited)
     app.include_router(_policies.router(), dependencies=limited)
     app.include_router(_health_router())
     app.include_router(_events.router())
     return app
+
+
+# OpenTelemetry's global providers before anything configures them (what FastAPI's own check tests).
+_UNSET_PROVIDERS = frozenset(
+    {
+        ("opentelemetry.trace", "ProxyTracerProvider"),
+        ("opentelemetry.metrics._internal", "_ProxyMeterProvider"),
+        ("opentelemetry._logs._internal", "ProxyLoggerProvider"),
+    }
+)
+
+
+def _telemetry_options() -> dict[str, Any]:
+    """FastAPI's native OpenTelemetry switched off when nothing configured OpenTelemetry at startup.
+
+    Recent FastAPI asks OpenTelemetry on every request whether a provider has been set
+    since (5 % of the evaluate route's CPU in the load benchmark). A provider is set
+    before the application is built by the SDK's setup code or ``opentelemetry-instrument``;
+    with one set, or with a FastAPI without native telemetry, nothing changes.
+    """
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    try:
+        from opentelemetry import _logs, metrics, trace  # noqa: PLC0415  FastAPI's own dependency
+    except ImportError:  # pragma: no cover - FastAPI with telemetry requires it
+        return {}
+    providers = (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider())
+    if any((type(p).__module__, type(p).__name__) not in _UNSET_PROVIDERS for p in providers):
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def _initial_engine(

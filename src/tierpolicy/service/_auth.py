@@ -503,8 +503,35 @@ authenticated = BearerAuthentication()
 """``Depends(authenticated)``: the caller's :class:`Principal`, or a 401 problem."""
 
 
+def role_gate(*roles: Role) -> Callable[[Principal], Principal]:
+    """A check admitting only principals with one of ``roles``, for code that is not a dependency.
+
+    Args:
+        *roles: The roles admitted.
+
+    Returns:
+        A function giving back the principal it is passed, or raising 403 ``FORBIDDEN``.
+
+    Raises:
+        ValueError: No role, or one that does not exist (when the gate is made).
+    """
+    if not roles or any(role not in ROLES for role in roles):
+        raise ValueError(f"require_roles takes one or more of {', '.join(ROLES)}, not {roles!r}")
+    allowed = frozenset(roles)
+    needed = f"this needs the {' or '.join(sorted(allowed))} role"
+
+    def gate(principal: Principal) -> Principal:
+        if principal.role not in allowed:
+            raise ServiceError(
+                "FORBIDDEN", needed, status=403, headers=_challenge("insufficient_scope", needed)
+            )
+        return principal
+
+    return gate
+
+
 def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency that admits only principals with one of ``roles``.
+    """A dependency that admits only principals with one of ``roles`` (see :func:`role_gate`).
 
     Args:
         *roles: The roles admitted.
@@ -515,22 +542,12 @@ def require_roles(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     Raises:
         ValueError: No role, or one that does not exist (at route definition).
     """
-    if not roles or any(role not in ROLES for role in roles):
-        raise ValueError(f"require_roles takes one or more of {', '.join(ROLES)}, not {roles!r}")
-    allowed = frozenset(roles)
-    needed = " or ".join(sorted(allowed))
+    gate = role_gate(*roles)
 
     async def dependency(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
-        if principal.role not in allowed:
-            raise ServiceError(
-                "FORBIDDEN",
-                f"this needs the {needed} role",
-                status=403,
-                headers=_challenge("insufficient_scope", f"this needs the {needed} role"),
-            )
-        return principal
+        return gate(principal)
 
-    dependency.__name__ = f"require_{'_or_'.join(sorted(allowed))}"
+    dependency.__name__ = f"require_{'_or_'.join(sorted(set(roles)))}"
     return dependency
 
 

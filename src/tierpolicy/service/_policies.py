@@ -28,6 +28,7 @@ from tierpolicy.engine._engine import Engine
 from tierpolicy.engine._loader import SourceFile, check_files, load_files
 
 from ._auth import Principal, require_roles
+from ._envelope import envelope
 from ._problems import PROBLEM_RESPONSES, ServiceError, semantic_refusal
 from ._responses import ACTIVATED, ERROR_REGISTRY, UPLOADED, VERSION, VERSIONS, success
 from ._sellers import audit_of, iso_or_none
@@ -160,7 +161,7 @@ def _activated(app: FastAPI, version: str) -> str:
 
 def router() -> APIRouter:
     """The policy-version and error-registry routes, under the service prefix."""
-    from ._app import PREFIX, envelope  # noqa: PLC0415  _app imports this module
+    from ._app import PREFIX  # noqa: PLC0415  _app imports this module
 
     api = APIRouter(prefix=PREFIX, tags=["policy versions"], responses=PROBLEM_RESPONSES)
 

@@ -22,7 +22,6 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierpolicy.adapters.sqlalchemy import Audit, ConflictError, NotFoundError
-from tierpolicy.engine._context import coerce_context
 from tierpolicy.engine._decisions import Action
 from tierpolicy.engine._diagnostics import did_you_mean
 from tierpolicy.engine._evaluation import value_by_kind
@@ -31,6 +30,7 @@ from tierpolicy.engine.cel import ObjectType
 
 from ._auth import Principal, require_roles, seller_access, seller_not_found
 from ._cache import seconds_until_change
+from ._envelope import envelope
 from ._events import announce, metrics_recorded, override_event, seller_updated, tier_change, tier_changed
 from ._problems import PROBLEM_RESPONSES, ServiceError, request_id, semantic_refusal
 from ._responses import (
@@ -209,7 +209,7 @@ def evaluation_input(
         "metrics": dict(metrics.metrics) if metrics is not None else {},
     }
     try:
-        context = coerce_context(raw, engine.policy_set.environment)
+        context = engine.coerce(raw)
     except ValueError as exc:
         raise ServiceError(
             "VALIDATION_FAILED", f"the stored seller does not fit the policies' context: {exc}", status=422
@@ -261,7 +261,7 @@ def reevaluate_one(
 
 def router() -> APIRouter:
     """The seller routes, under the service prefix."""
-    from ._app import PREFIX, envelope  # noqa: PLC0415  _app imports this module
+    from ._app import PREFIX  # noqa: PLC0415  _app imports this module
 
     api = APIRouter(prefix=PREFIX, tags=["sellers"], responses=PROBLEM_RESPONSES)
 

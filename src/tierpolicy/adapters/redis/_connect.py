@@ -187,3 +187,89 @@ class Clients:
         """Close the asyncio client if it was made here (from the loop it was used in)."""
         if self._async_client is not None and self._owns_async_client:
             await self._async_client.aclose()
+
+
+class DirectConnections:
+    """redis-py connections for a hot command, used without the client's per-command layers.
+
+    redis-py's asyncio client spends about twice as much CPU on a command in its pool,
+    instrumentation and timeout handling as the connection needs to send it and parse
+    the reply (``socket_timeout`` alone wraps every write in ``asyncio.wait_for``, a task
+    per command); for the rate limiter, a command on every request, that was a third of
+    the seller service's CPU per request over Redis (docs/benchmarks.md). This keeps
+    redis-py's own connections (the same class and settings as the client's pool: host,
+    database, password, TLS, protocol, decoding), takes an idle one per call, and times
+    the whole call with one ``asyncio.timeout`` of the client's ``socket_timeout``.
+
+    A connection that fails or is interrupted (a timeout, a cancelled request) is closed,
+    never reused. A reused idle connection that fails with a connection error is
+    replaced and the command sent once more: a connection the server or a proxy closed
+    while idle fails without the command having run. (Should the server have run it and
+    the connection then broken before the reply, a rate-limit call is counted twice: the
+    limit errs on the safe side.)
+
+    Args:
+        client: A ``redis.asyncio.Redis`` whose pool's settings the connections copy.
+        max_idle: Idle connections kept for reuse; more are closed when handed back.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, max_idle: int = 32) -> None:
+        pool = client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        self.timeout: float | None = kwargs.get("socket_timeout")
+        kwargs["socket_timeout"] = None  # the call as a whole is timed instead
+        self._class = pool.connection_class
+        self._kwargs = kwargs
+        self._idle: list[redis.asyncio.connection.AbstractConnection] = []
+        self._max_idle = max_idle
+        self.client = client
+
+    async def call(self, *args: str | bytes | int) -> Any:  # noqa: ANN401  a raw Redis reply
+        """Send one command and return its reply (an error reply raises, as redis-py raises it).
+
+        Raises:
+            redis.exceptions.RedisError: What redis-py raises, and ``TimeoutError`` (redis-py's)
+                when the call takes longer than the client's ``socket_timeout``.
+            OSError: The socket failed.
+        """
+        reused = bool(self._idle)
+        try:
+            return await self._call_on(self._idle.pop() if reused else self._class(**self._kwargs), args)
+        except (redis.ConnectionError, OSError):
+            if not reused:
+                raise
+        return await self._call_on(self._class(**self._kwargs), args)
+
+    async def _call_on(
+        self, connection: redis.asyncio.connection.AbstractConnection, args: tuple[Any, ...]
+    ) -> Any:  # noqa: ANN401  a raw Redis reply
+        try:
+            async with asyncio.timeout(self.timeout):
+                await connection.connect()  # type: ignore[no-untyped-call, unused-ignore]  # typed in some redis-py versions only; returns at once when connected
+                await connection.send_packed_command(connection.pack_command(*args), check_health=False)
+                reply = await connection.read_response()
+        except redis.ResponseError:
+            await self._give_back(connection)  # the whole error reply was read: the connection is sound
+            raise
+        except TimeoutError:
+            await connection.disconnect(nowait=True)
+            msg = f"Timeout after {self.timeout}s waiting for Redis"
+            raise redis.TimeoutError(msg) from None
+        except BaseException:
+            # Mid-command (an error, or the request cancelled): what the socket holds is unknown.
+            await connection.disconnect(nowait=True)
+            raise
+        await self._give_back(connection)
+        return reply
+
+    async def _give_back(self, connection: redis.asyncio.connection.AbstractConnection) -> None:
+        if len(self._idle) < self._max_idle:
+            self._idle.append(connection)
+        else:
+            await connection.disconnect()
+
+    async def aclose(self) -> None:
+        """Close the idle connections."""
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.disconnect()

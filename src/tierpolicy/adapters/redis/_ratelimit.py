@@ -27,12 +27,13 @@ import hashlib
 import importlib.resources
 from typing import TYPE_CHECKING, Any
 
+import redis.asyncio
 from redis import exceptions as rex
 
 from tierpolicy.engine._exceptions import StoreError
 from tierpolicy.engine._ratelimit_store import Hit, State, Step
 
-from ._connect import AsyncClient, Clients, SyncClient, sync_client
+from ._connect import AsyncClient, Clients, DirectConnections, SyncClient, sync_client
 from ._errors import translate
 
 if TYPE_CHECKING:
@@ -146,6 +147,7 @@ class RedisRateLimitStore:
         self.name = self._clients.name
         self._codec = _Codec(prefix, self.name, clock)
         self._sha = SCRIPT_SHA
+        self._direct: DirectConnections | None = None
 
     @classmethod
     def from_url(
@@ -207,6 +209,14 @@ class RedisRateLimitStore:
     async def _acall(self, keys: list[str], args: list[str]) -> Any:  # noqa: ANN401  a raw Redis reply
         client = self.async_client
         try:
+            if isinstance(client, redis.asyncio.Redis):
+                call = self._direct_for(client).call
+                try:
+                    return await call("EVALSHA", self._sha, len(keys), *keys, *args)
+                except rex.NoScriptError:
+                    await call("SCRIPT", "LOAD", SCRIPT)
+                    return await call("EVALSHA", self._sha, len(keys), *keys, *args)
+            # A cluster client routes by key slot (and loads scripts on every primary) itself.
             try:
                 return await client.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc, unused-ignore]  # redis-py's typing of evalsha differs between versions
             except rex.NoScriptError:
@@ -214,6 +224,13 @@ class RedisRateLimitStore:
                 return await client.evalsha(self._sha, len(keys), *keys, *args)  # type: ignore[misc, unused-ignore]  # as above
         except (rex.RedisError, OSError) as exc:
             raise translate(exc, self.name) from exc
+
+    def _direct_for(self, client: redis.asyncio.Redis) -> DirectConnections:
+        """The direct connections of ``client`` (see :class:`DirectConnections`)."""
+        if self._direct is None or self._direct.client is not client:
+            # A new event loop made a new client; the old loop's connections went with it.
+            self._direct = DirectConnections(client)
+        return self._direct
 
     async def ahit_many(self, hits: Sequence[Hit]) -> Step:
         """:meth:`hit_many` over the asyncio client."""
@@ -257,5 +274,8 @@ class RedisRateLimitStore:
         self._clients.close()
 
     async def aclose(self) -> None:
-        """Close the asyncio client if this store made it (from the loop it was used in)."""
+        """Close the asyncio client if this store made it (from the loop it was used in), and its direct connections."""
+        if self._direct is not None:
+            await self._direct.aclose()
+            self._direct = None
         await self._clients.aclose()

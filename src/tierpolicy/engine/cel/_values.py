@@ -785,22 +785,36 @@ def parse_timestamp(text: str) -> dt.datetime:
     match = _TIMESTAMP_TEXT.fullmatch(text)
     if match is None:
         raise ConditionError(f"invalid timestamp {text!r}; expected RFC 3339")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    fraction, sign, off_hours, off_minutes = match.groups()[6:]
-    micros = int((fraction or "").ljust(6, "0")[:6])
+    year, month, day, hour, minute, second_text, fraction, sign, off_hours, off_minutes = match.groups()
+    second = int(second_text)
     leap = second == 60
-    offset = dt.timedelta()
+    offset = None
     if sign is not None:
-        offset = dt.timedelta(hours=int(off_hours), minutes=int(off_minutes))
-        offset = offset if sign == "+" else -offset
-    out_of_range = ConditionError(f"invalid timestamp {text!r}; out of range")
-    if abs(offset) >= dt.timedelta(hours=24) or int(off_minutes or 0) > 59:
-        raise out_of_range
+        hours, minutes = int(off_hours), int(off_minutes)
+        if hours >= 24 or minutes > 59:  # an offset is less than a day
+            raise _out_of_range(text)
+        offset = dt.timedelta(hours=hours, minutes=minutes)
     try:
-        result = dt.datetime(year, month, day, hour, minute, 59 if leap else second, micros, tzinfo=UTC)
-        return result - offset + (_ONE_SECOND if leap else dt.timedelta())
+        result = dt.datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            59 if leap else second,
+            int(fraction[:6].ljust(6, "0")) if fraction else 0,
+            tzinfo=UTC,
+        )
+        if offset is not None:
+            result = result - offset if sign == "+" else result + offset
+        return result + _ONE_SECOND if leap else result
     except (ValueError, OverflowError):
-        raise out_of_range from None
+        raise _out_of_range(text) from None
+
+
+def _out_of_range(text: str) -> ConditionError:
+    # Built only on failure: an exception with its message costs more than a parse.
+    return ConditionError(f"invalid timestamp {text!r}; out of range")
 
 
 _DURATION_PART: Final = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|ms|s|m|h)")
