@@ -81,6 +81,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +159,7 @@ class Options:
     json_path: Path | None
     profile: Path | None
     quiet: bool
+    repeat: int = 1
 
 
 FULL_DEFAULTS = {"duration": 10.0, "warmup": 2.0, "closed_duration": 5.0, "closed_warmup": 1.0}
@@ -243,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also profile the embedded service (cProfile) in one closed-loop run; stats to this path",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--repeat",
+        type=_positive(int),
+        default=1,
+        help="run every configuration this many times (1); a table of the runs' key figures follows",
+    )
     return parser
 
 
@@ -280,6 +288,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         json_path=args.json_path,
         profile=args.profile,
         quiet=args.quiet,
+        repeat=args.repeat,
     )
 
 
@@ -979,7 +988,7 @@ def serve_profiled(stats: Path, cli_args: list[str]) -> None:
 
 CATEGORIES = (
     ("waiting for I/O (epoll)", ("select.epoll",)),
-    ("uvicorn + h11 (HTTP parsing, protocol)", ("/uvicorn/", "/h11/", "/httptools/")),
+    ("uvicorn (HTTP parsing and protocol: httptools or h11)", ("/uvicorn/", "/h11/", "/httptools/")),
     ("JWT (PyJWT, cryptography, hmac)", ("/jwt/", "/cryptography/", "hmac.py", "_hashlib", "openssl")),
     ("tierpolicy engine (evaluate)", ("/tierpolicy/engine/",)),
     ("tierpolicy service (auth, middleware, metrics)", ("/tierpolicy/service/", "/tierpolicy/adapters/")),
@@ -1032,6 +1041,16 @@ LAYERS = (
     ("  writing the answer (orjson)", "tierpolicy/service/_envelope.py", "envelope"),
     ("  decision metrics", "tierpolicy/service/_metrics.py", "count_answer"),
     ("FastAPI response serialisation", "fastapi/routing.py", "serialize_response"),
+    (
+        "uvicorn (httptools): reading and parsing requests",
+        "uvicorn/protocols/http/httptools_impl.py",
+        "data_received",
+    ),
+    (
+        "uvicorn (httptools): writing answers (with the socket send)",
+        "uvicorn/protocols/http/httptools_impl.py",
+        "send",
+    ),
     ("uvicorn + h11: reading and parsing requests", "uvicorn/protocols/http/h11_impl.py", "handle_events"),
     ("uvicorn + h11: writing answers (with the socket send)", "uvicorn/protocols/http/h11_impl.py", "send"),
 )
@@ -1156,7 +1175,7 @@ def _check_answer(server: ServerProcess, payload: bytes, queries: int) -> int:
     return len(body)
 
 
-def run(options: Options, work: Path) -> dict[str, Any]:
+def run(options: Options, work: Path, *, profile: bool = True) -> dict[str, Any]:
     """Every configuration in turn; the numbers and what was learnt about the servers."""
     import_tierpolicy()
     from tierpolicy.service import mint_token  # noqa: PLC0415  needs the service extra
@@ -1219,7 +1238,7 @@ def run(options: Options, work: Path) -> dict[str, Any]:
             out["results"].extend(_load(options, name, port, payload, probe))
             server.stop()
             out["server_logs"][name] = _log_summary(server.log)
-    if options.profile is not None and "embedded" in options.configs:
+    if profile and options.profile is not None and "embedded" in options.configs:
         out["profile"] = _profile(options, work, common, body, token)
     return out
 
@@ -1331,6 +1350,52 @@ def machine() -> dict[str, Any]:
     }
 
 
+def target_met(result: LoadResult) -> bool:
+    """Whether an open-loop run met the target: p99 under 5 ms at 98 % of 1,000/s or more, no errors."""
+    p99 = distribution(result.latency_ns).get("p99")
+    rate_ok = result.target_rate is not None and result.rate >= 0.98 * TARGET_RATE and result.errors == 0
+    return p99 is not None and p99 < TARGET_P99_NS and rate_ok
+
+
+def yardstick() -> float:
+    """Nanoseconds of an empty Python function call (best of 5): how fast the interpreter runs right now."""
+    return min(timeit.repeat("f()", setup="def f(): pass", number=1_000_000, repeat=5)) * 1e3
+
+
+def runs_summary(runs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """One row per run and server: the machine's speed then, the open loop's p99 and the closed loop's rate."""
+    lines = [
+        f"#### The {len(runs)} runs side by side (the machine's speed varies: the empty call is the yardstick)",
+        "",
+        "| run | empty call at start / end | server | open loop: achieved, p99 | target | closed loop | CPU per request |",
+        "| ---: | ---: | --- | ---: | --- | ---: | ---: |",
+    ]
+    for number, (out, info) in enumerate(runs, 1):
+        speed = f"{info['yardstick_start_ns']:.0f} / {info['yardstick_end_ns']:.0f} ns"
+        by_server: dict[str, dict[str, LoadResult]] = collections.defaultdict(dict)
+        for r in out["results"]:
+            by_server[r.server][r.mode] = r
+        for server, modes in by_server.items():
+            opened, closed = modes.get("open"), modes.get("closed")
+            open_text = (
+                f"{opened.rate:,.0f}/s, {fmt_ms(distribution(opened.latency_ns).get('p99'))}"
+                if opened
+                else "-"
+            )
+            target = (
+                "-" if opened is None or server == "floor" else ("met" if target_met(opened) else "not met")
+            )
+            per_request = closed.cpu_share("server") if closed else None
+            cpu = (
+                "-"
+                if closed is None or per_request is None or not closed.rate
+                else f"{per_request / closed.rate * 1e3:.2f} ms"
+            )
+            rate = f"{closed.rate:,.0f}/s" if closed else "-"
+            lines.append(f"| {number} | {speed} | {server} | {open_text} | {target} | {rate} | {cpu} |")
+    return "\n".join(lines)
+
+
 def report(out: dict[str, Any], options: Options, info: dict[str, Any]) -> str:
     results: list[LoadResult] = out["results"]
     floor = {r.mode: r for r in results if r.server == "floor"}
@@ -1345,7 +1410,8 @@ def report(out: dict[str, Any], options: Options, info: dict[str, Any]) -> str:
             f" ({info['cpu_model']}); uvicorn {info['uvicorn']} ({http}, {loop} loop), fastapi {info['fastapi']},"
             f" starlette {info['starlette']}, pydantic {info['pydantic']}, PyJWT {info['PyJWT']};"
             f" load average {info['loadavg_start']} at start, {info.get('loadavg_end')} at end;"
-            f" {info.get('wall_seconds')} s wall."
+            f" an empty Python function call took {info.get('yardstick_start_ns', 0):.0f} ns at start and"
+            f" {info.get('yardstick_end_ns', 0):.0f} ns at end; {info.get('wall_seconds')} s wall."
         ),
         (
             f"`POST {PATH}` with {len(QUERY_IDS)} queries ({', '.join(QUERY_IDS)}; {out['request_bytes']:,} bytes),"
@@ -1425,10 +1491,8 @@ def report(out: dict[str, Any], options: Options, info: dict[str, Any]) -> str:
         ]
     lines += ["", "#### Target", "", "| target | server | measured | met |", "| --- | --- | --- | --- |"]
     for r in (r for r in results if r.mode == "open" and r.server != "floor"):
-        d = distribution(r.latency_ns)
-        p99 = d.get("p99")
-        rate_ok = r.target_rate is not None and r.rate >= 0.98 * TARGET_RATE and r.errors == 0
-        met = p99 is not None and p99 < TARGET_P99_NS and rate_ok
+        p99 = distribution(r.latency_ns).get("p99")
+        met = target_met(r)
         lines.append(
             f"| p99 < 5 ms at 1,000 requests/s, one worker | {r.server} |"
             f" p99 {fmt_ms(p99)} at {r.rate:,.0f}/s, {r.errors:,} errors | {'met' if met else '**not met**'} |"
@@ -1502,15 +1566,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         serve_profiled(Path(argv[1]), argv[2:])
         return 0
     options = parse_args(argv)
-    info = machine()
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="tierpolicy-bench-") as work:
-        out = run(options, Path(work))
-    info["wall_seconds"] = round(time.perf_counter() - started, 1)
-    info["loadavg_end"] = loadavg()
-    print(report(out, options, info))
+    runs = []
+    for number in range(1, options.repeat + 1):
+        info = machine()
+        info["yardstick_start_ns"] = yardstick()
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="tierpolicy-bench-") as work:
+            out = run(options, Path(work), profile=number == options.repeat)  # the profile: once, last
+        info["wall_seconds"] = round(time.perf_counter() - started, 1)
+        info["loadavg_end"] = loadavg()
+        info["yardstick_end_ns"] = yardstick()
+        print(report(out, options, info), flush=True)
+        runs.append((out, info))
+    if options.repeat > 1:
+        print("\n" + runs_summary(runs))
     if options.json_path is not None:
-        options.json_path.write_text(json.dumps(to_json(out, options, info), indent=2, default=str) + "\n")
+        data = [to_json(out, options, info) for out, info in runs]
+        options.json_path.write_text(
+            json.dumps(data[0] if len(data) == 1 else data, indent=2, default=str) + "\n"
+        )
     return 0
 
 

@@ -321,7 +321,7 @@ def test_process_cpu_seconds_reads_this_process():
     [
         ("~", "<method 'poll' of 'select.epoll' objects>", "waiting for I/O (epoll)"),
         ("~", "<method 'send' of '_socket.socket' objects>", "socket send/recv"),
-        ("/x/site-packages/h11/_connection.py", "send", "uvicorn + h11"),
+        ("/x/site-packages/h11/_connection.py", "send", "uvicorn (HTTP parsing"),
         ("/x/site-packages/jwt/api_jws.py", "<genexpr>", "JWT"),
         ("/x/src/tierpolicy/engine/_evaluation.py", "evaluate", "tierpolicy engine"),
         ("/x/src/tierpolicy/service/_auth.py", "authenticate", "tierpolicy service"),
@@ -350,3 +350,37 @@ def test_profile_breakdown_totals_own_time_by_package(tmp_path):
     assert sum(groups.values()) == pytest.approx(b["total_s"])
     assert len(b["top"]) == 3
     assert b["top"][0][0] >= b["top"][1][0] >= b["top"][2][0]
+
+
+def test_runs_summary_lists_each_run_with_its_machine_speed_and_verdict():
+    """--repeat's table has a row per run and server: the yardstick, the open loop's p99 and verdict, the closed loop."""
+    fast = [1.0] * 990 + [4.0] * 10
+    slow = [1.0] * 980 + [6.0] * 20
+    first = {
+        "results": [
+            _result("embedded", "open", fast, window_s=1.0),
+            _result("embedded", "closed", [2.0] * 100, window_s=1.0),
+        ]
+    }
+    second = {"results": [_result("embedded", "open", slow, window_s=1.0)]}
+    text = bench.runs_summary(
+        [
+            (first, {"yardstick_start_ns": 34.4, "yardstick_end_ns": 35.6}),
+            (second, {"yardstick_start_ns": 52.0, "yardstick_end_ns": 49.0}),
+        ]
+    )
+    rows = [line for line in text.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert rows == [
+        "| 1 | 34 / 36 ns | embedded | 1,000/s, 1.00 ms | met | 100/s | 5.00 ms |",
+        "| 2 | 52 / 49 ns | embedded | 1,000/s, 6.00 ms | not met | - | - |",
+    ]
+    assert text.startswith("#### The 2 runs side by side")
+
+
+def test_repeat_is_a_positive_count_and_the_yardstick_is_a_time():
+    """--repeat defaults to 1 and refuses 0; the yardstick measures an empty call in nanoseconds."""
+    assert bench.parse_args([]).repeat == 1
+    assert bench.parse_args(["--repeat", "3"]).repeat == 3
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--repeat", "0"])
+    assert 1 < bench.yardstick() < 10_000
