@@ -98,6 +98,20 @@ def test_idle_connections_are_capped(redis_server):
     assert idle == 2
 
 
+def test_by_default_every_connection_of_a_busy_moment_is_kept(redis_server):
+    """As many connections stay idle as calls were in flight (up to the pool's max_connections): none is reopened."""
+
+    async def run() -> int:
+        direct = DirectConnections(async_client(redis_server.url, **TIMEOUTS))
+        prefix = unique_prefix()
+        await asyncio.gather(*(direct.call("BLPOP", f"{prefix}{i}", "0.05") for i in range(5)))
+        idle = len(direct._idle)  # noqa: SLF001  what the class keeps is the point
+        await direct.aclose()
+        return idle
+
+    assert asyncio.run(run()) == 5
+
+
 def test_a_server_that_never_answers_times_out_as_unavailable():
     """A call is bounded by the client's socket_timeout as a whole: StoreUnavailableError, from redis-py's TimeoutError."""
     with socket.socket() as silent:

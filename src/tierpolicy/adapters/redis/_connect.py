@@ -210,11 +210,16 @@ class DirectConnections:
 
     Args:
         client: A ``redis.asyncio.Redis`` whose pool's settings the connections copy.
-        max_idle: Idle connections kept for reuse; more are closed when handed back.
+        max_idle: Idle connections kept for reuse, more being closed when handed back
+            (default: the client pool's ``max_connections``, as its pool keeps them: a
+            busy event loop needs as many as it has calls in flight, and closing the
+            surplus after each call would reconnect on the next).
     """
 
-    def __init__(self, client: redis.asyncio.Redis, max_idle: int = 32) -> None:
+    def __init__(self, client: redis.asyncio.Redis, max_idle: int | None = None) -> None:
         pool = client.connection_pool
+        if max_idle is None:
+            max_idle = getattr(pool, "max_connections", None) or 2**31
         kwargs = dict(pool.connection_kwargs)
         self.timeout: float | None = kwargs.get("socket_timeout")
         kwargs["socket_timeout"] = None  # the call as a whole is timed instead
