@@ -369,7 +369,7 @@ def test_runs_summary_lists_each_run_with_its_machine_speed_and_verdict():
             (second, {"yardstick_start_ns": 52.0, "yardstick_end_ns": 49.0}),
         ]
     )
-    rows = [line for line in text.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    rows = [line for line in text.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
     assert rows == [
         "| 1 | 34 / 36 ns | embedded | 1,000/s, 1.00 ms | met | 100/s | 5.00 ms |",
         "| 2 | 52 / 49 ns | embedded | 1,000/s, 6.00 ms | not met | - | - |",

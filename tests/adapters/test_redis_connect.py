@@ -105,7 +105,7 @@ def test_by_default_every_connection_of_a_busy_moment_is_kept(redis_server):
         direct = DirectConnections(async_client(redis_server.url, **TIMEOUTS))
         prefix = unique_prefix()
         await asyncio.gather(*(direct.call("BLPOP", f"{prefix}{i}", "0.05") for i in range(5)))
-        idle = len(direct._idle)  # noqa: SLF001  what the class keeps is the point
+        idle = len(direct._idle)
         await direct.aclose()
         return idle
 

@@ -142,3 +142,19 @@ def test_iteration_variables_are_not_clause_attributes():
     program = compile_expression("seller.tags.all(t, t == 'x') && seller.verified", ENV)
     assert program.clauses[0].attribute is None
     assert program.clauses[1].attribute == "seller.verified"
+
+
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        ("seller.verified", False),
+        ("now > timestamp('2026-01-01T00:00:00Z')", True),
+        ("seller.verified && now.getFullYear() > 2025", True),
+        ("metrics.age > duration('1h')", False),
+    ],
+)
+def test_a_program_knows_whether_it_reads_now(source, reads):
+    """reads_now is worked out once at compile time, for whole programs and for each clause."""
+    program = compile_expression(source, ENV)
+    assert program.reads_now is reads
+    assert any(clause.program.reads_now for clause in program.clauses) is reads

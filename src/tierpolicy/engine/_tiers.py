@@ -52,12 +52,12 @@ def _plus(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
 
 def reads_now(program: Program) -> bool:
     """Whether a program reads the evaluation time ``now``."""
-    return any(r == "now" or r.startswith("now.") for r in program.references)
+    return program.reads_now
 
 
 def activation(context: Mapping[str, object], program: Program, now: dt.datetime) -> Mapping[str, object]:
     """Return the variables a program sees: the context, plus ``now`` if it reads it."""
-    return {**context, "now": now} if reads_now(program) else context
+    return {**context, "now": now} if program.reads_now else context
 
 
 _D = TypeVar("_D", FeatureDecision, LimitDecision, TierDecision)

@@ -57,6 +57,8 @@ class Program:
             (``"metrics.rating"``); paths inside ``has()`` count.
         clauses: The operands of the top-level ``&&``, or one clause for the whole
             expression when there is none.
+        reads_now: Whether the expression reads the evaluation time ``now`` (so the
+            engine adds it to the context only then; worked out once, here).
     """
 
     source: str
@@ -64,6 +66,11 @@ class Program:
     references: frozenset[str]
     clauses: tuple[Clause, ...]
     _evaluator: Evaluator
+    reads_now: bool = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        reads = any(r == "now" or r.startswith("now.") for r in self.references)
+        object.__setattr__(self, "reads_now", reads)
 
     def evaluate(self, activation: Mapping[str, object]) -> object:
         """Evaluate against a context.
