@@ -18,6 +18,7 @@ from tierpolicy.engine._context import (
     coerce_context,
     parse_duration,
     parse_timestamp,
+    value_problem,
 )
 from tierpolicy.engine.cel import (
     BOOL,
@@ -28,6 +29,7 @@ from tierpolicy.engine.cel import (
     ListType,
     MapType,
     ObjectType,
+    parse_type,
 )
 
 SELLER = ObjectType("seller", {"id": STRING, "tier": STRING})
@@ -429,3 +431,47 @@ def test_an_engine_coerces_as_its_schema_declares():
     context = {"seller": {"id": "s", "tier": "gold", "joined_at": "2024-03-14T09:30:00Z"}}
     assert engine.coerce(context) == coerce_context(context, engine.policy_set.environment)
     assert engine.coerce(context)["seller"]["joined_at"] == dt.datetime(2024, 3, 14, 9, 30, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "type_name", "problem"),
+    [
+        (True, "bool", None),
+        (1, "bool", "a: expected true or false, found 1 (a number)"),
+        (3, "int", None),
+        (True, "int", "a: expected a whole number, found true (a boolean)"),
+        (2.5, "int", "a: expected a whole number, found 2.5 (a number)"),
+        (0, "uint", None),
+        (-1, "uint", "a: expected a whole number of 0 or more, found -1 (a number)"),
+        (3, "double", None),
+        (None, "double", "a: expected a number, found null"),
+        ("x", "string", None),
+        (["x"], "string", "a: expected text, found a list"),
+        ("2026-01-01T00:00:00Z", "timestamp", None),
+        (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "timestamp", None),
+        (5, "timestamp", "a: expected timestamp text, found 5 (a number)"),
+        ("90s", "duration", None),
+        ("soon", "duration", "a: expected a duration such as 90s, 36h or 1h30m, found 'soon'"),
+        ({"k": 1}, "list<int>", "a: expected a list, found an object"),
+        ({"eu": 1, "us": "2"}, "map<string, int>", "a['us']: expected a whole number, found '2' (text)"),
+        ("x", "map<string, int>", "a: expected an object, found 'x' (text)"),
+        ({"anything": [1, "x"]}, "dyn", None),
+    ],
+)
+def test_value_problem_names_what_a_json_value_lacks_for_its_type(value, type_name, problem):
+    """value_problem accepts the JSON forms the evaluation reads and says what is wrong with the rest."""
+    assert value_problem(value, parse_type(type_name), "a") == problem
+
+
+def test_value_problem_checks_declared_objects_field_by_field():
+    """An object is checked against its declared fields; an undeclared field is named."""
+    env, _ = env_of({"seller": {"joined_at": "timestamp", "verified": "bool"}})
+    seller = env["seller"]
+    assert value_problem({"verified": True}, seller, "seller") is None
+    assert value_problem({"verified": "yes"}, seller, "seller") == (
+        "seller.verified: expected true or false, found 'yes' (text)"
+    )
+    assert (
+        value_problem({"colour": "red"}, seller, "seller")
+        == "seller.colour: not declared in the context schema"
+    )

@@ -113,6 +113,85 @@ def test_an_unknown_tier_or_bad_body_is_a_validation_problem(policy_set):
     assert (extra.status_code, extra.json()["code"]) == (422, "VALIDATION_FAILED")
 
 
+@pytest.mark.parametrize(
+    ("attributes", "detail", "location"),
+    [
+        (
+            {"verifed": True},
+            "unknown seller attribute 'verifed'; did you mean 'verified'?",
+            "body/attributes/verifed",
+        ),
+        (
+            {"kyc_level": "2"},
+            "seller.kyc_level: expected a whole number, found '2' (text)",
+            "body/attributes/kyc_level",
+        ),
+        (
+            {"verified": 1},
+            "seller.verified: expected true or false, found 1 (a number)",
+            "body/attributes/verified",
+        ),
+        (
+            {"categories": ["home", 3]},
+            "seller.categories[1]: expected text, found 3 (a number)",
+            "body/attributes/categories",
+        ),
+        (
+            {"joined_at": "last spring"},
+            "seller.joined_at: expected an RFC 3339 timestamp such as 2026-01-31T12:00:00Z, found 'last spring'",
+            "body/attributes/joined_at",
+        ),
+        (
+            {"tier": "gold"},
+            "'tier' is not an attribute: send the tier as 'tier'",
+            "body/attributes/tier",
+        ),
+        (
+            {"below_since": "2026-01-01T00:00:00Z"},
+            "'below_since' is not an attribute: the store keeps 'below_since' itself",
+            "body/attributes/below_since",
+        ),
+    ],
+)
+def test_attributes_must_be_declared_and_of_their_type(policy_set, attributes, detail, location):
+    """A seller attribute the context does not declare, or of another type, is 422 naming it; nothing is stored."""
+    refused, read = calls(
+        service(policy_set),
+        (
+            "PUT",
+            f"{PREFIX}/sellers/s-9",
+            {"json": {"tier": "gold", "attributes": attributes}, "headers": ADMIN},
+        ),
+        ("GET", f"{PREFIX}/sellers/s-9", {"headers": ADMIN}),
+    )
+    assert (refused.status_code, refused.json()["code"]) == (422, "VALIDATION_FAILED")
+    assert refused.json()["detail"] == detail
+    assert [e["location"] for e in refused.json()["errors"]] == [location]
+    assert read.status_code == 404
+
+
+def test_declared_attributes_of_their_type_are_stored(policy_set):
+    """Every declared attribute with a value of its type (a whole number for a double too) is accepted as sent."""
+    attributes = {
+        "verified": True,
+        "country": "DE",
+        "joined_at": "2024-03-14T09:30:00+01:00",
+        "categories": ["home"],
+        "kyc_level": 2,
+        "business_type": "business",
+    }
+    [stored] = calls(
+        service(policy_set),
+        (
+            "PUT",
+            f"{PREFIX}/sellers/s-8",
+            {"json": {"tier": "gold", "attributes": attributes}, "headers": ADMIN},
+        ),
+    )
+    assert stored.status_code == 200
+    assert stored.json()["data"]["attributes"] == attributes
+
+
 def test_entitlements_and_tier_come_from_the_stored_seller_and_metrics(policy_set):
     """Entitlements and the tier view read the stored attributes and the latest metrics snapshot."""
     _, recorded, entitlements, tier = calls(

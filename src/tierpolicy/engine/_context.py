@@ -9,6 +9,7 @@ error, not a silent deny.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -16,12 +17,24 @@ from typing import TYPE_CHECKING
 
 from ._diagnostics import Code, Position
 from ._exceptions import ConditionError, ExpressionTypeError
-from .cel import DURATION, STRING, TIMESTAMP, CelType, ListType, MapType, ObjectType, parse_type
+from .cel import (
+    BOOL,
+    DOUBLE,
+    DURATION,
+    INT,
+    STRING,
+    TIMESTAMP,
+    UINT,
+    CelType,
+    ListType,
+    MapType,
+    ObjectType,
+    parse_type,
+)
 from .cel import _values as cel_values
 from .cel._lexer import RESERVED
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Callable
 
 
@@ -335,6 +348,92 @@ def _timestamp(item: object, path: str) -> object:
 
 def _duration(item: object, path: str) -> object:
     return parse_duration(item, path) if isinstance(item, str) else item
+
+
+def value_problem(value: object, declared: CelType, path: str) -> str | None:
+    """What is wrong with a JSON value for an attribute of type ``declared``, or ``None``.
+
+    The JSON forms the evaluation accepts: ``bool``; a whole number for ``int`` (and a
+    non-negative one for ``uint``); any number for ``double``; text for ``string``, and
+    RFC 3339 or CEL duration text for ``timestamp`` and ``duration`` (parsed values
+    pass too); a list, a map or an object of fitting values. ``dyn``, ``bytes`` and
+    ``null_type`` accept anything (JSON cannot say more). Used to refuse, when it is
+    stored, a value every condition reading it would fail on.
+
+    Args:
+        value: The value, as decoded from JSON.
+        declared: The attribute's declared type.
+        path: Where the value is, for the message (``seller.kyc_level``).
+    """
+    expected = _JSON_FORMS.get(declared)
+    if expected is not None:
+        kinds, wanted = expected
+        # bool is an int in Python, never a number in JSON.
+        fits = isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool))
+        if fits and declared == UINT and isinstance(value, int) and value < 0:
+            fits = False
+        return None if fits else f"{path}: expected {wanted}, found {_json_kind(value)}"
+    if declared in (TIMESTAMP, DURATION):
+        if isinstance(value, str):
+            try:
+                (parse_timestamp if declared == TIMESTAMP else parse_duration)(value, path)
+            except ValueError as exc:
+                return str(exc)
+            return None
+        kind = dt.datetime if declared == TIMESTAMP else dt.timedelta
+        return (
+            None
+            if isinstance(value, kind)
+            else f"{path}: expected {declared} text, found {_json_kind(value)}"
+        )
+    if isinstance(declared, ListType):
+        if not isinstance(value, list):
+            return f"{path}: expected a list, found {_json_kind(value)}"
+        return next(
+            (p for i, item in enumerate(value) if (p := value_problem(item, declared.elem, f"{path}[{i}]"))),
+            None,
+        )
+    if isinstance(declared, (MapType, ObjectType)):
+        if not isinstance(value, Mapping):
+            return f"{path}: expected an object, found {_json_kind(value)}"
+        if isinstance(declared, MapType):
+            return next(
+                (p for k, v in value.items() if (p := value_problem(v, declared.value, f"{path}[{k!r}]"))),
+                None,
+            )
+        for key, item in value.items():
+            field = declared.fields.get(key)
+            if field is None:
+                return f"{path}.{key}: not declared in the context schema"
+            problem = value_problem(item, field, f"{path}.{key}")
+            if problem is not None:
+                return problem
+    return None
+
+
+_JSON_FORMS: Mapping[CelType, tuple[tuple[type, ...], str]] = {
+    BOOL: ((bool,), "true or false"),
+    INT: ((int,), "a whole number"),
+    UINT: ((int,), "a whole number of 0 or more"),
+    DOUBLE: ((int, float), "a number"),
+    STRING: ((str,), "text"),
+}
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (int, float)):
+        return f"{value!r} (a number)"
+    if isinstance(value, str):
+        return f"{value!r} (text)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
 
 
 def parse_timestamp(text: str, where: str) -> dt.datetime:

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierpolicy.adapters.sqlalchemy import Audit, ConflictError, NotFoundError
+from tierpolicy.engine._context import value_problem
 from tierpolicy.engine._decisions import Action
 from tierpolicy.engine._diagnostics import did_you_mean
 from tierpolicy.engine._evaluation import value_by_kind
@@ -189,6 +190,39 @@ def _check_override_target(engine: Engine, body: OverrideIn) -> None:
         raise _unknown(body.kind, body.target, known, ["body/target"])
 
 
+_NOT_ATTRIBUTES = ("id", "tier", "below_since")
+"""Seller fields the store keeps apart from the attributes (the path, ``tier``, and the grace period's start)."""
+
+
+def _check_attributes(engine: Engine, attributes: Mapping[str, object]) -> None:
+    """Refuse seller attributes the policies' context does not declare, or values of another type.
+
+    Either would be stored and then fail, or never apply, in every condition reading it.
+    """
+    declared = engine.policy_set.environment.get("seller")
+    fields = declared.fields if isinstance(declared, ObjectType) else {}
+    settable = {name: kind for name, kind in fields.items() if name not in _NOT_ATTRIBUTES}
+    for name, value in attributes.items():
+        if name in _NOT_ATTRIBUTES:
+            raise ServiceError(
+                "VALIDATION_FAILED",
+                f"{name!r} is not an attribute: "
+                + ("send the tier as 'tier'" if name == "tier" else f"the store keeps {name!r} itself"),
+                status=422,
+                extra={"errors": [{"location": f"body/attributes/{name}", "message": "not an attribute"}]},
+            )
+        if name not in settable:
+            raise _unknown("seller attribute", name, settable, [f"body/attributes/{name}"])
+        problem = value_problem(value, settable[name], f"seller.{name}")
+        if problem is not None:
+            raise ServiceError(
+                "VALIDATION_FAILED",
+                problem,
+                status=422,
+                extra={"errors": [{"location": f"body/attributes/{name}", "message": problem}]},
+            )
+
+
 def _check_metric_names(engine: Engine, metrics: Mapping[str, object]) -> None:
     """Refuse metric names the policies' context does not declare."""
     declared = engine.policy_set.environment.get("metrics")
@@ -271,7 +305,10 @@ def router() -> APIRouter:
         response_model=None,
         responses={
             **success(SELLER, "The seller as stored."),
-            **semantic_refusal("the tier is not one of the active policy set's tiers"),
+            **semantic_refusal(
+                "the tier is not one of the active policy set's tiers, or an attribute is not declared "
+                "in its context or has a value of another type"
+            ),
         },
     )
     def put_seller(
@@ -284,6 +321,7 @@ def router() -> APIRouter:
                 f"unknown tier {body.tier!r}; tiers: {', '.join(engine.tiers)}",
                 status=422,
             )
+        _check_attributes(engine, body.attributes)
         db = _db(request)
         try:
             previous: str | None = db.get_seller(seller_id).tier  # for the events only
