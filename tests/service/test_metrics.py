@@ -99,3 +99,22 @@ def test_answers_without_results_or_with_odd_results_are_ignored():
     metrics.count_answer({"results": ["x", {"kind": "limit", "status": "ok", "decision": {"value": 3}}]})
     found = samples(metrics.render().decode())
     assert found["tierpolicy_decisions_total", (("kind", "limit"), ("outcome", "ok"))] == 1
+
+
+def test_the_docs_routes_are_counted_under_their_own_paths(engine):
+    """/openapi.json and /docs (plain Starlette routes) get their path as the label, not <unmatched>."""
+    *_, scraped = calls(
+        app_for(engine),
+        ("GET", "/openapi.json", {}),
+        ("GET", "/docs", {}),
+        ("GET", "/docs/nope", {}),
+        ("GET", "/metrics", {}),
+    )
+    found = samples(scraped.text)
+    for path in ("/openapi.json", "/docs"):
+        assert (
+            found["tierpolicy_http_requests_total", (("method", "GET"), ("route", path), ("status", "200"))]
+            == 1
+        )
+    unmatched = (("method", "GET"), ("route", "<unmatched>"), ("status", "404"))
+    assert found["tierpolicy_http_requests_total", unmatched] == 1

@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.routing import Route
+
+from ._problems import flat_routes as _flat
 
 _Metric = Counter | Gauge | Histogram
 
@@ -149,6 +152,23 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
         self.clock = clock
+        self._templates: dict[object, str] | None = None
+
+    def _template_of(self, scope: Scope) -> str:
+        """The template of a plain Starlette route (``/docs``, ``/openapi.json``), by its endpoint.
+
+        The router names the route it chose in ``scope["route"]`` only for FastAPI's own
+        routes; Starlette's leave their endpoint. Unmatched paths share one label: raw
+        paths would make the label set unbounded.
+        """
+        if self._templates is None:
+            router = getattr(scope.get("app"), "router", None)
+            self._templates = {
+                route.endpoint: route.path_format
+                for route in _flat(getattr(router, "routes", ()))
+                if isinstance(route, Route)
+            }
+        return self._templates.get(scope.get("endpoint"), "<unmatched>")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the request, then record its route, method, status and duration."""
@@ -168,8 +188,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            # Unmatched paths share one label: raw paths would make the label set unbounded.
-            template = getattr(route, "path_format", None) or getattr(route, "path", None) or "<unmatched>"
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            if template is None:
+                template = self._template_of(scope)
             method = str(scope.get("method", ""))
             metrics = self.metrics
             metrics.child(metrics.requests, template, method, str(status)).inc()

@@ -216,18 +216,19 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def _allowed_methods(request: Request) -> str:
     """Every method some route takes at this path (Starlette's Allow names one route's only)."""
     methods: set[str] = set()
-    for route in _flat(request.app.router.routes):
+    for route in flat_routes(request.app.router.routes):
         if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
             methods |= route.methods
     return ", ".join(sorted(methods))
 
 
-def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+def flat_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, those of included routers too (each with its full path)."""
     # Recent FastAPI wraps included routers; their routes carry the full path already.
     for route in routes:
         inner = getattr(route, "original_router", None)
         if inner is not None:
-            yield from _flat(inner.routes)
+            yield from flat_routes(inner.routes)
         else:
             yield route
 
