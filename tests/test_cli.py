@@ -201,6 +201,9 @@ def test_schema_prints_every_kind(monkeypatch, capsys, tmp_path):
         ]
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    one = tmp_path / "one"
+    code, _, _ = run(monkeypatch, capsys, "schema", "tiers", "--output", str(one))
+    assert (code, [p.name for p in one.iterdir()]) == (0, ["tiers.schema.json"])
 
 
 def test_console_script_runs_on_the_shipped_policies():
@@ -354,6 +357,23 @@ def test_token_mints_what_the_service_accepts_and_refuses_bad_roles(monkeypatch,
     monkeypatch.delenv("JWT_SECRET")
     code, _, err = run(monkeypatch, capsys, "token", "--role", "admin", "--subject", "ana")
     assert (code, "JWT_SECRET" in err) == (2, True)
+
+
+def test_token_options_for_the_seller_claim_are_named_as_options(monkeypatch, capsys):
+    """A seller token without --seller-id, or --seller-id on another role, is a usage error naming the option."""
+    monkeypatch.setenv("JWT_SECRET", "a-development-secret-of-32-bytes-or-more")
+    code, _, err = run(monkeypatch, capsys, "token", "--role", "seller", "--subject", "ana")
+    assert code == 2
+    assert "a seller token needs --seller-id" in err
+    code, _, err = run(
+        monkeypatch, capsys, "token", "--role", "admin", "--subject", "ana", "--seller-id", "s-1"
+    )
+    assert code == 2
+    assert "--seller-id is for seller tokens only, not admin tokens" in err
+    code, out, _ = run(
+        monkeypatch, capsys, "token", "--role", "seller", "--subject", "ana", "--seller-id", "s-1"
+    )
+    assert (code, out.count(".")) == (0, 2)
 
 
 def test_db_upgrade_migrates_the_database_url(monkeypatch, capsys, tmp_path):

@@ -143,7 +143,12 @@ def _git_files(source: str, revision: str, path: str) -> tuple[list[SourceFile],
         "--quiet",
         "--end-of-options",
         f"{revision}^{{commit}}",
-        unknown=f"{source}: no such revision in this repository",
+        unknown=f"{source}: no such revision in this repository"
+        + (
+            f" (for a directory of a revision, write git:{revision.split(':', 1)[0]} --path {revision.split(':', 1)[1]})"
+            if ":" in revision and not revision.startswith(":")
+            else ""
+        ),
     ).decode()
     base = PurePosixPath(Path(path).as_posix())
     # Paths are relative to the current directory, as `git show REV:./path` reads them.

@@ -51,6 +51,11 @@ class OutputFormat(StrEnum):
     sarif = "sarif"
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 error``, ``2 errors``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def _app() -> typer.Typer:
     app = typer.Typer(
         name="tierpolicy",
@@ -69,7 +74,7 @@ def _app() -> typer.Typer:
         if result.policy_set is None:
             for diagnostic in result.diagnostics:
                 err.print(escape(diagnostic.format()))
-            fail(f"the policy set {policies} did not load ({len(result.errors)} errors)")
+            fail(f"the policy set {policies} did not load ({_count(len(result.errors), 'error')})")
         return Engine(result.policy_set)
 
     def read_request(source: str) -> object:
@@ -130,7 +135,7 @@ def _app() -> typer.Typer:
         else:
             for diagnostic in result.diagnostics:
                 out.print(_styled(diagnostic))
-            summary = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+            summary = f"{_count(errors, 'error')}, {_count(warnings, 'warning')}"
             if infos:
                 summary += f", {infos} info{'s' * (infos != 1)}"
             if result.policy_set is not None:
@@ -228,7 +233,11 @@ def _app() -> typer.Typer:
         ] = None,
         output: Annotated[
             Path | None,
-            typer.Option("--output", "-o", help="Write one file per kind into this directory."),
+            typer.Option(
+                "--output",
+                "-o",
+                help="Write one file per kind into this directory (and policy.schema.json for all of them).",
+            ),
         ] = None,
     ) -> None:
         """Print the JSON Schema of policy documents (for editor autocompletion)."""
@@ -249,7 +258,8 @@ def _app() -> typer.Typer:
                 (output / f"{name.lower()}.schema.json").write_text(
                     json.dumps(schema_of(name), indent=2) + "\n"
                 )
-            (output / "policy.schema.json").write_text(json.dumps(set_schema(), indent=2) + "\n")
+            if kind is None:  # the schema of any document, beside those of each kind
+                (output / "policy.schema.json").write_text(json.dumps(set_schema(), indent=2) + "\n")
             return
         sys.stdout.write(json.dumps(schema_of(kind), indent=2) + "\n")
 
@@ -386,6 +396,11 @@ def _app() -> typer.Typer:
                 key = private_key.read_bytes()
             except OSError as exc:
                 fail(f"{private_key}: cannot read: {exc.strerror}", EXIT_USAGE)
+        # The token's claims, said in the options' words (mint_token speaks of claims).
+        if role == "seller" and not seller_id:
+            fail("a seller token needs --seller-id: the seller it acts for", EXIT_USAGE)
+        if role != "seller" and seller_id is not None:
+            fail(f"--seller-id is for seller tokens only, not {role} tokens", EXIT_USAGE)
         try:
             minted = mint_token(
                 None if key is not None and settings.jwt_secret is None else settings,
@@ -468,7 +483,7 @@ def _app() -> typer.Typer:
             if result.policy_set is None:
                 for diagnostic in result.diagnostics:
                     err.print(escape(diagnostic.format()))
-                fail(f"the policy set {label} did not load ({len(result.errors)} errors)")
+                fail(f"the policy set {label} did not load ({_count(len(result.errors), 'error')})")
             sets.append((label, result.policy_set))
         (old_label, old_set), (new_label, new_set) = sets
         changes = diff_sets(old_set, new_set, old_label=old_label, new_label=new_label)

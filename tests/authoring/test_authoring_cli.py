@@ -120,7 +120,7 @@ def test_diff_set_that_does_not_load(monkeypatch, capsys, tmp_path):
     assert code == 1
     assert f"{new}/tiers.yaml:" in err
     assert "error[TP" in err
-    assert f"the policy set {new} did not load (1 errors)" in err
+    assert f"the policy set {new} did not load (1 error)" in err
 
 
 # --------------------------------------------------------------------------- git
@@ -185,6 +185,13 @@ def test_diff_git_against_working_tree(monkeypatch, capsys, repo):
     ("args", "message"),
     [
         (("git:nope", "git:HEAD"), "git:nope: no such revision in this repository"),
+        (
+            ("git:HEAD:elsewhere", "git:HEAD"),
+            (
+                "git:HEAD:elsewhere: no such revision in this repository (for a directory of a revision,"
+                " write git:HEAD --path elsewhere)"
+            ),
+        ),
         (("git:", "git:HEAD"), "git:: name a revision after 'git:', e.g. git:HEAD~1 or git:main"),
         (("git:--all", "git:HEAD"), "git:--all: a revision cannot start with '-'"),
         (
@@ -218,7 +225,7 @@ def test_diff_git_revision_that_does_not_load(monkeypatch, capsys, repo):
     code, _, err = run(monkeypatch, capsys, "diff", "git:HEAD~1", "git:HEAD")
     assert code == 1
     assert "git:HEAD:policies/tiers.yaml:" in err
-    assert "the policy set git:HEAD:policies did not load (1 errors)" in err
+    assert "the policy set git:HEAD:policies did not load (1 error)" in err
 
 
 # --------------------------------------------------------------------------- errors
