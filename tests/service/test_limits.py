@@ -102,6 +102,26 @@ def test_callers_without_a_valid_token_are_limited_per_address_before_the_401():
     )
     assert statuses(answers) == [401, 401, 429, 200]
     assert answers[2].json()["limit"] == "per-address"
+    # A refused caller spent from its limit: its 401 says how much is left, as a 200 would.
+    assert answers[0].headers["RateLimit-Policy"] == answers[1].headers["RateLimit-Policy"]
+    assert answers[0].headers["RateLimit-Policy"].startswith('"per-address";q=2;')
+    assert answers[0].headers["RateLimit"].startswith('"per-address";r=1;')
+    assert answers[1].headers["RateLimit"].startswith('"per-address";r=0;')
+
+
+def test_problems_after_the_limits_carry_their_headers_on_every_route():
+    """A 401 on the evaluate route and a 404 on a seller route carry RateLimit headers beside the problem."""
+    app = app_for(engine_with())
+    unauthenticated, missing = calls(
+        app,
+        ("POST", f"{PREFIX}/policy/evaluate", {"content": b"{}"}),
+        ("GET", f"{PREFIX}/sellers/nobody", {"headers": ADMIN}),
+    )
+    assert unauthenticated.status_code == 401
+    assert unauthenticated.headers["content-type"] == "application/problem+json"
+    assert "RateLimit" in unauthenticated.headers
+    assert missing.status_code == 404
+    assert missing.headers["RateLimit-Policy"].startswith('"per-principal"')
 
 
 def test_allowed_answers_carry_the_draft_headers():

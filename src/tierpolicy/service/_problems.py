@@ -167,13 +167,18 @@ def build_problem(
 def problem_response(
     request: Request, problem: Mapping[str, object], headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """An ``application/problem+json`` response carrying ``problem``."""
+    """An ``application/problem+json`` response carrying ``problem``.
+
+    The rate limits' headers, when the request was counted before it failed (a 401, a
+    404 ...), are on it too: a refused caller spends from its limits like any other.
+    """
     status = problem.get("status")
+    counted = getattr(request.state, "answer_headers", None) or {}
     return JSONResponse(
         dict(problem),
         status_code=status if isinstance(status, int) else 500,
         media_type=PROBLEM_MEDIA_TYPE,
-        headers={**(headers or {}), "X-Request-ID": request_id(request)},
+        headers={**counted, **(headers or {}), "X-Request-ID": request_id(request)},
     )
 
 
