@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import tierpolicy
 from servicesupport import app_for, auth, calls
 from tierpolicy.service import PREFIX
+
+if TYPE_CHECKING:
+    from tierpolicy.service._events import Event
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = dt.datetime.now(dt.UTC)
@@ -255,6 +259,24 @@ def test_a_downgrade_waits_for_its_grace_period(policy_set):
     [result] = due.json()["data"]["results"]
     assert (result["action"], result["changed"], result["from_tier"]) == ("downgrade", True, "gold")
     assert result["to_tier"] != "gold"
+
+
+def test_the_grace_period_starting_and_ending_is_announced_once(policy_set):
+    """A re-evaluation that starts a downgrade's grace period announces it (once), and recovering metrics end it."""
+    app = service(policy_set)
+    heard: list[Event] = []
+    app.state.events.add_listener(heard.append)
+    calls(app, put("s-1", "gold"), metrics("s-1", POOR_METRICS), REEVALUATE, REEVALUATE)
+    pending = [e for e in heard if e.type.startswith("tier.downgrade")]
+    assert [e.type for e in pending] == ["tier.downgrade_pending"]
+    [event] = pending
+    assert event.seller_id == "s-1"
+    assert event.data["tier"] == "gold"
+    assert event.data["effective_at"] > event.data["since"]
+    heard.clear()
+    calls(app, metrics("s-1", GOLD_METRICS), REEVALUATE, REEVALUATE)
+    ended = [e.type for e in heard if e.type.startswith("tier.downgrade")]
+    assert ended == ["tier.downgrade_cancelled"]
 
 
 def test_reevaluating_named_sellers_reports_the_missing_ones(policy_set):

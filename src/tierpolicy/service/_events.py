@@ -69,7 +69,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tierpolicy.service")
 
 SELLER_EVENTS: Final = frozenset(
-    {"tier.changed", "seller.updated", "metrics.recorded", "override.created", "override.deleted"}
+    {
+        "tier.changed",
+        "tier.downgrade_pending",
+        "tier.downgrade_cancelled",
+        "seller.updated",
+        "metrics.recorded",
+        "override.created",
+        "override.deleted",
+    }
 )
 """Event types about one seller: they carry ``seller_id``."""
 
@@ -174,6 +182,26 @@ def tier_change(change: TierChange) -> Event:
         reason=change.reason,
         at=change.at,
     )
+
+
+def downgrade_pending(
+    seller_id: str, *, tier: str, since: dt.datetime, effective_at: dt.datetime | None
+) -> Event:
+    """``tier.downgrade_pending``: the seller's metrics qualify only for a lower tier; the grace period started."""
+    return Event(
+        "tier.downgrade_pending",
+        seller_id,
+        {
+            "tier": tier,
+            "since": iso(since),
+            "effective_at": None if effective_at is None else iso(effective_at),
+        },
+    )
+
+
+def downgrade_cancelled(seller_id: str, *, tier: str) -> Event:
+    """``tier.downgrade_cancelled``: the seller's metrics qualify for its tier again; the grace period ended."""
+    return Event("tier.downgrade_cancelled", seller_id, {"tier": tier})
 
 
 def seller_updated(seller_id: str, *, tier: str, previous_tier: str | None) -> Event:
@@ -643,6 +671,8 @@ __all__ = [
     "EventBus",
     "Subscriber",
     "announce",
+    "downgrade_cancelled",
+    "downgrade_pending",
     "metrics_recorded",
     "override_event",
     "policy_activated",

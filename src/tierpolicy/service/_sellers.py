@@ -32,7 +32,17 @@ from tierpolicy.engine.cel import ObjectType
 from ._auth import Principal, require_roles, seller_access, seller_not_found
 from ._cache import seconds_until_change
 from ._envelope import envelope
-from ._events import announce, metrics_recorded, override_event, seller_updated, tier_change, tier_changed
+from ._events import (
+    Event,
+    announce,
+    downgrade_cancelled,
+    downgrade_pending,
+    metrics_recorded,
+    override_event,
+    seller_updated,
+    tier_change,
+    tier_changed,
+)
 from ._problems import PROBLEM_RESPONSES, ServiceError, request_id, semantic_refusal
 from ._responses import (
     ENTITLEMENTS,
@@ -263,8 +273,13 @@ def reevaluate_one(
     *,
     audit: Audit | None,
     on_change: Callable[[TierChange], object] | None = None,
+    on_event: Callable[[Event], object] | None = None,
 ) -> dict[str, object]:
-    """Apply what the tier decision says to one seller; return what happened (``on_change`` gets a change made)."""
+    """Apply what the tier decision says to one seller; return what happened.
+
+    ``on_change`` gets a tier change made; ``on_event`` the start or the end of a
+    downgrade's grace period (which changes what the seller's tier view says).
+    """
     context, overrides = evaluation_input(engine, db, seller)
     decision = engine.qualify(context, overrides=overrides)
     changed = None
@@ -280,9 +295,21 @@ def reevaluate_one(
             on_change(changed)
     elif decision.action is Action.DOWNGRADE_PENDING:
         if seller.below_since is None:
-            db.mark_below(seller.seller_id)
+            marked = db.mark_below(seller.seller_id)
+            if on_event is not None and marked.below_since is not None:
+                on_event(
+                    downgrade_pending(
+                        seller.seller_id,
+                        tier=seller.tier,
+                        since=marked.below_since,
+                        # Counted from now, the start just stored (to the store's clock).
+                        effective_at=decision.downgrade_effective_at,
+                    )
+                )
     elif seller.below_since is not None:
         db.clear_below(seller.seller_id)
+        if on_event is not None:
+            on_event(downgrade_cancelled(seller.seller_id, tier=seller.tier))
     return {
         "seller_id": seller.seller_id,
         "from_tier": seller.tier,
@@ -478,11 +505,14 @@ def router() -> APIRouter:
         wanted = body.seller_ids if body is not None else None
         results = []
         changes: list[TierChange] = []
+        events: list[Event] = []
         if wanted is None:
             after = None
             while page := db.list_sellers(after=after, limit=500):
                 results += [
-                    reevaluate_one(engine, db, seller, audit=audit, on_change=changes.append)
+                    reevaluate_one(
+                        engine, db, seller, audit=audit, on_change=changes.append, on_event=events.append
+                    )
                     for seller in page
                 ]
                 after = page[-1].seller_id
@@ -494,10 +524,12 @@ def router() -> APIRouter:
                     "SELLER_NOT_FOUND", f"no seller {missing[0]!r}", status=404, extra={"missing": missing}
                 )
             results = [
-                reevaluate_one(engine, db, found[s], audit=audit, on_change=changes.append)
+                reevaluate_one(
+                    engine, db, found[s], audit=audit, on_change=changes.append, on_event=events.append
+                )
                 for s in dict.fromkeys(wanted)
             ]
-        announce(request.app, *(tier_change(change) for change in changes))
+        announce(request.app, *(tier_change(change) for change in changes), *events)
         return envelope(request, {"results": results, "changed": sum(1 for r in results if r["changed"])})
 
     @api.get(
