@@ -234,13 +234,16 @@ def test_version_prints_the_installed_version(monkeypatch, capsys):
 
 
 def test_schema_output_for_one_kind(monkeypatch, capsys, tmp_path):
-    """With a kind, schema --output writes that kind's schema and the set schema, nothing else."""
+    """With a kind, schema --output writes that kind's schema alone, into a directory it creates."""
     target = tmp_path / "schemas" / "nested"
     code, out, _ = run(monkeypatch, capsys, "schema", "Tiers", "--output", str(target))
     assert (code, out) == (0, "")
-    assert sorted(p.name for p in target.iterdir()) == ["policy.schema.json", "tiers.schema.json"]
+    assert sorted(p.name for p in target.iterdir()) == ["tiers.schema.json"]
     assert json.loads((target / "tiers.schema.json").read_text()) == kind_schema("Tiers")
-    assert json.loads((target / "policy.schema.json").read_text()) == set_schema()
+    everything = tmp_path / "all"
+    code, _, _ = run(monkeypatch, capsys, "schema", "--output", str(everything))
+    assert code == 0
+    assert json.loads((everything / "policy.schema.json").read_text()) == set_schema()
 
 
 def test_schema_without_kind_prints_the_set_schema(monkeypatch, capsys):
