@@ -222,7 +222,7 @@ def test_a_broken_document_is_refused():
 
 
 def test_every_route_declares_its_problems():
-    """Every API operation documents its problems as application/problem+json, and every other one its 500."""
+    """Every API operation documents its problems as application/problem+json only, and every other one its 500."""
     paths = schema.raw_schema["paths"]
     api = {"401", "403", "404", "405", "422", "429", "500"}
     for path, operations in paths.items():
@@ -235,6 +235,10 @@ def test_every_route_declares_its_problems():
             for status in expected:
                 content = responses[status]["content"]["application/problem+json"]
                 assert content["schema"] == {"$ref": "#/components/schemas/Problem"}, (method, path, status)
+            for status, response in responses.items():
+                if "application/problem+json" in response.get("content", {}):
+                    # Problems are only ever application/problem+json (FastAPI would add application/json).
+                    assert set(response["content"]) == {"application/problem+json"}, (method, path, status)
 
 
 def _inline_schemas(node):

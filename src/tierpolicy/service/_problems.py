@@ -308,9 +308,31 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Answer every error of ``app`` with a problem."""
+    """Answer every error of ``app`` with a problem, and say only that in its OpenAPI document."""
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(ProblemException, _problem_exception)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _problem_media_only(generate())  # generate() keeps what it made in app.openapi_schema
+        return app.openapi_schema  # type: ignore[return-value]  # set by generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the document
+
+
+def _problem_media_only(document: dict[str, Any]) -> None:
+    """Drop ``application/json`` from responses documented as problems.
+
+    FastAPI lists ``application/json`` beside the declared media type for a response
+    with a ``model``; the service never answers an error with it.
+    """
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for response in operation.get("responses", {}).values() if isinstance(operation, dict) else ():
+                content = response.get("content", {})
+                if PROBLEM_MEDIA_TYPE in content:
+                    content.pop("application/json", None)
