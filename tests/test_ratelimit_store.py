@@ -113,6 +113,18 @@ def test_sliding_window_agrees_with_the_pure_function(make_store, windows, gaps)
             states = expected.writes[0].state
 
 
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+def test_a_single_shadow_hit_is_allowed_and_reports_its_denial(make_store, algorithm):
+    """One counter in shadow mode: a request past its quota is let through, reported as denied, and not counted."""
+    clock = FakeClock(1_700_000_000.0)
+    store = make_store(clock)
+    shadow = hit("one", [window(2, 60)], algorithm=algorithm, shadow=True)
+    steps = [store.hit_many([shadow]) for _ in range(4)]
+    assert [s.allowed for s in steps] == [True, True, True, True]
+    assert [s.results[0].allowed for s in steps] == [True, True, False, False]
+    assert steps[3].results[0].windows[0].remaining == 0
+
+
 def test_windows_of_one_hit_are_atomic(make_store):
     """A request denied by the burst window spends nothing from the sustained window."""
     clock = FakeClock(1_700_000_000.0)

@@ -307,12 +307,55 @@ class InMemoryRateLimitStore:
                 if new is not None and cost > 0:
                     self._state[hit.key] = ("gcra", tuple(new), max(new))
             return Step(new is not None or hit.shadow, hits, (tats,), now)
+        if len(hits) == 1:
+            return self._one_sliding(hits, now)
         with self._lock:
             self._maybe_sweep_locked(now)
             step = apply_hits(hits, [self._stored(h) for h in hits], now)
             for w in step.writes:
                 self._state[w.key] = (w.algorithm, w.state, w.expires_at)
         return step
+
+    def _one_sliding(self, hits: Sequence[Hit], now: int) -> Step:
+        """One sliding-window counter, decided inline as GCRA's is.
+
+        The decision and the write of _sliding.sliding_window (roll each window to the
+        period holding ``now``, the same floating-point comparison, all windows or
+        none); Step computes the details from the same state when they are read.
+        """
+        hit = hits[0]
+        windows = hit.windows
+        cost = hit.cost
+        with self._lock:
+            if now >= self._next_sweep:
+                self._sweep_locked(now)
+            found = self._state.get(hit.key)
+            flat = (
+                found[1]
+                if found is not None and found[0] == "sliding_window" and len(found[1]) == 3 * len(windows)
+                else None
+            )
+            new: list[int] = []
+            expires = now
+            fits = True
+            for i, window in enumerate(windows):
+                period = window.period * US
+                if flat is None:
+                    start, previous, current = now - now % period, 0, 0
+                else:
+                    start, previous, current = flat[3 * i], flat[3 * i + 1], flat[3 * i + 2]
+                    if now >= start + period:  # roll to the period that holds now
+                        passed = (now - start) // period
+                        start, previous, current = start + passed * period, current if passed == 1 else 0, 0
+                # The same doubles, in the same order, as _sliding.fits_in (and the Redis script).
+                if previous * ((period - (now - start)) / period) + current + cost > window.quota:
+                    fits = False
+                    break
+                new += (start, previous, current + cost)
+                expires = max(expires, start + 2 * period)
+            if fits and cost > 0:
+                self._state[hit.key] = ("sliding_window", tuple(new), expires)
+        return Step(fits or hit.shadow, hits, (flat,), now)
 
     async def ahit_many(self, hits: Sequence[Hit]) -> Step:
         """:meth:`hit_many`, inline (no I/O)."""
