@@ -16,7 +16,6 @@ from tierpolicy.engine._tiers import (
     active_overrides,
     iso,
     lookup,
-    reads_now,
     unmet_clauses,
 )
 from tierpolicy.engine.cel import BOOL, DOUBLE, INT, STRING, TIMESTAMP, ObjectType, compile_expression
@@ -248,7 +247,7 @@ def test_reads_now_and_activation():
     """The activation adds now only for programs that read it, else is the context itself."""
     with_now = compile_expression("now > seller.joined_at", ENV)
     without = compile_expression("seller.verified", ENV)
-    assert (reads_now(with_now), reads_now(without)) == (True, False)
+    assert (with_now.reads_now, without.reads_now) == (True, False)
     assert activation(GOOD, without, NOW) is GOOD
     assert activation(GOOD, with_now, NOW) == {**GOOD, "now": NOW}
     assert "now" not in GOOD

@@ -327,8 +327,7 @@ class InMemoryRateLimitStore:
         windows = hit.windows
         cost = hit.cost
         with self._lock:
-            if now >= self._next_sweep:
-                self._sweep_locked(now)
+            self._maybe_sweep_locked(now)
             found = self._state.get(hit.key)
             flat = (
                 found[1]

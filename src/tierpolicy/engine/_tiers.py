@@ -50,11 +50,6 @@ def _plus(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
         return _END_OF_TIME
 
 
-def reads_now(program: Program) -> bool:
-    """Whether a program reads the evaluation time ``now``."""
-    return program.reads_now
-
-
 def activation(context: Mapping[str, object], program: Program, now: dt.datetime) -> Mapping[str, object]:
     """Return the variables a program sees: the context, plus ``now`` if it reads it."""
     return {**context, "now": now} if program.reads_now else context
@@ -155,7 +150,7 @@ class CompiledFeature:
         if self.condition is not None:
             message = f"the condition of {self.name} is not met: {self.condition.source}"
             set_(self, "deny_condition", granted_only(Reason.CONDITION_FALSE, message))
-            set_(self, "needs_now", reads_now(self.condition))
+            set_(self, "needs_now", self.condition.reads_now)
         if has_rollout:
             message = f"the seller is outside the {percent} rollout of {self.name}"
             set_(self, "deny_rollout", granted_only(Reason.ROLLOUT_EXCLUDED, message))

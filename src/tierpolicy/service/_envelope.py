@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from fastapi.responses import Response
 
-from ._problems import ServiceError, request_id
+from ._problems import ServiceError, counted_headers, request_id
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -31,14 +31,14 @@ def envelope(request: Request, data: object, status: int = 200) -> Response:
     evaluation itself, and the standard library's encoder took a tenth of what was left
     (see docs/benchmarks.md). ``data`` must be plain JSON values (timestamps as RFC 3339
     text); anything else is a bug and fails loudly. Headers dependencies leave in
-    ``request.state.answer_headers`` (the rate limits') are set.
+    ``request.state.answer_headers`` (the rate limits', see :func:`counted_headers`) are set.
     """
     engine: Engine = request.app.state.holder.engine
     body = {"data": data, "meta": {"request_id": request_id(request), "policy_version": engine.version}}
     return Response(
         orjson.dumps(body),
         status_code=status,
-        headers=getattr(request.state, "answer_headers", None),
+        headers=counted_headers(request),
         media_type="application/json",
     )
 

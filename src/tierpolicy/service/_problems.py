@@ -125,6 +125,12 @@ def request_id(request: Request) -> str:
     return value if isinstance(value, str) else ""
 
 
+def counted_headers(request: Request) -> Mapping[str, str] | None:
+    """The rate-limit headers the service's limits left for this request's answer, if they counted it."""
+    headers: Mapping[str, str] | None = getattr(request.state, "answer_headers", None)
+    return headers
+
+
 def build_problem(
     engine: Engine,
     *,
@@ -173,7 +179,7 @@ def problem_response(
     404 ...), are on it too: a refused caller spends from its limits like any other.
     """
     status = problem.get("status")
-    counted = getattr(request.state, "answer_headers", None) or {}
+    counted = counted_headers(request) or {}
     return JSONResponse(
         dict(problem),
         status_code=status if isinstance(status, int) else 500,
