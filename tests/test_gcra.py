@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from support import FakeClock, ReferenceBucket, reference
 from tierpolicy.engine._gcra import US, GcraWindow, RateLimitDecision, gcra
-from tierpolicy.engine._ratelimit_store import InMemoryRateLimitStore
+from tierpolicy.engine._ratelimit_store import Hit, InMemoryRateLimitStore
 
 
 def window(quota: int, period: int, burst: int | None = None, name: str = "w") -> GcraWindow:
@@ -153,6 +153,26 @@ def test_threads_on_one_key_admit_exactly_the_limit():
     def worker() -> None:
         barrier.wait()
         admitted.append(sum(store.hit("seller:1", windows).allowed for _ in range(40)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(admitted) == limit
+
+
+def test_threads_on_the_default_clock_admit_exactly_the_limit():
+    """On the store's own monotonic clock (read inline), 8 threads on one key admit exactly N."""
+    limit = 100
+    store = InMemoryRateLimitStore()
+    windows = [window(limit, 3600)]  # one unit refills in 36 s: none during the test
+    admitted = []
+    barrier = threading.Barrier(8)
+
+    def worker() -> None:
+        barrier.wait()
+        admitted.append(sum(store.hit_many([Hit("seller:1", tuple(windows))]).allowed for _ in range(50)))
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:

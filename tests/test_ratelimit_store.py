@@ -205,6 +205,22 @@ def test_state_of_another_shape_counts_as_fresh(make_store):
     assert store.hit_many([two]).allowed
     sliding = hit("c", [window(1, 60)], algorithm="sliding_window")
     assert store.hit_many([sliding]).allowed
+    assert store.hit_many([one]).allowed  # the sliding counter replaced the GCRA one
+    assert not store.hit_many([one]).allowed
+
+
+def test_a_step_is_its_decision_hits_states_and_time(make_store):
+    """A store's Step unpacks as (allowed, hits, states, now), and its details match the pure step's."""
+    clock = FakeClock(1_700_000_000.0)
+    store = make_store(clock)
+    h = hit("st", [window(2, 60), window(1, 1)])
+    first = store.hit_many([h])
+    allowed, hits, states, now = first
+    assert (allowed, list(hits), list(states), now) == (True, [h], [None], int(clock.now * US))
+    second = store.hit_many([h])
+    assert not second.allowed
+    assert second.results == apply_hits([h], list(second[2]), second.now).results
+    assert second.writes == ()
 
 
 def test_async_and_sync_share_one_counter(make_store):

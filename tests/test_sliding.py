@@ -141,3 +141,17 @@ def test_store_keeps_and_sweeps_sliding_state():
     store.hit_sliding("k", windows)
     store.reset("k")
     assert len(store) == 0
+
+
+def test_store_sweeps_gcra_and_sliding_counters_by_their_own_expiry():
+    """One sweep drops each kind of counter once it is at rest: GCRA at its last TAT, sliding after two periods."""
+    clock = FakeClock(0.0)
+    store = InMemoryRateLimitStore(clock=clock, sweep_interval=3600)
+    store.hit("gcra", [window(10, 10)])  # at rest after one emission interval: 1 s
+    store.hit_sliding("sliding", [window(10, 10)])  # at rest after two periods: 20 s
+    clock.now = 1.0
+    assert store.sweep() == 1
+    assert len(store) == 1
+    clock.now = 20.0
+    assert store.sweep() == 1
+    assert len(store) == 0

@@ -17,7 +17,10 @@ counts as a fresh key.
 The in-memory store bounds its memory by time, not by a cap: an entry whose windows are
 all at rest answers exactly like a fresh key, so it is dropped. Expired entries are swept
 every ``sweep_interval`` seconds of the store's clock (during a hit), or on demand with
-:meth:`InMemoryRateLimitStore.sweep`.
+:meth:`InMemoryRateLimitStore.sweep`. It keeps a GCRA counter as the bare tuple of its
+TATs (at rest when the largest is past) and a sliding-window counter as a
+:class:`SlidingEntry`, in one dictionary, so a key written by one algorithm reads as
+fresh to the other.
 """
 
 from __future__ import annotations
@@ -77,44 +80,34 @@ class Write(NamedTuple):
     expires_at: int
 
 
-class Step:
-    """What a batch of hits comes to.
+class Step(tuple[bool, "Sequence[Hit]", "Sequence[State | None]", int]):  # noqa: SLOT001  its __dict__ caches the details
+    """What a batch of hits comes to: the tuple ``(allowed, hits, states, now)``.
 
     The decision (:attr:`allowed`) is made, and the counters written, when the store
     answers; the per-window details (:attr:`results`) are computed from the states the
-    store read, by the same pure step, when first read. Stores on the hot path decide
-    with a few integer comparisons and leave the rest to whoever reads the details.
+    store read (``states``, one per hit, ``None`` for a fresh counter), by the same pure
+    step, when first read. Stores on the hot path decide with a few integer comparisons
+    and leave the rest to whoever reads the details. (A tuple, built as
+    ``Step((allowed, hits, states, now))``, because a store builds one per call: tuple's
+    own constructor costs half of any ``__init__`` in Python.)
 
     Attributes:
         writes: The counters a store is to write (filled by :func:`apply_hits`; empty
             for a step a store already applied).
     """
 
-    __slots__ = ("_allowed", "_results", "_source", "writes")
-
-    def __init__(
-        self,
-        allowed: bool,  # noqa: FBT001  the decision itself
-        hits: Sequence[Hit],
-        states: Sequence[State | None],
-        now: int,
-        results: tuple[StoreResult, ...] | None = None,
-        writes: tuple[Write, ...] = (),
-    ) -> None:
-        self._allowed = allowed
-        self._source = (hits, states, now)
-        self._results = results
-        self.writes = writes
+    writes: tuple[Write, ...] = ()
+    _results: tuple[StoreResult, ...] | None = None
 
     @property
     def allowed(self) -> bool:
         """Whether no hit outside shadow mode denied (the counters are written)."""
-        return self._allowed
+        return self[0]
 
     @property
     def now(self) -> int:
         """The store's time of the decision, in integer microseconds."""
-        return self._source[2]
+        return self[3]
 
     @property
     def results(self) -> tuple[StoreResult, ...]:
@@ -124,17 +117,16 @@ class Step:
         they stand (nothing was spent).
         """
         if self._results is None:
-            allowed, results, _ = _evaluate(*self._source)
-            if allowed != self._allowed:
+            decided, hits, states, now = self
+            allowed, results, _ = _evaluate(hits, states, now)
+            if allowed != decided:
                 # Only a store whose own transcription of the step differs gets here.
-                logger.error(
-                    "a rate-limit store decided %s where the engine decides %s", self._allowed, allowed
-                )
+                logger.error("a rate-limit store decided %s where the engine decides %s", decided, allowed)
             self._results = results
         return self._results
 
     def __repr__(self) -> str:
-        return f"Step(allowed={self._allowed}, results={self.results!r})"
+        return f"Step(allowed={self[0]}, results={self.results!r})"
 
 
 def _unflatten(state: State) -> list[SlidingState | None]:
@@ -173,7 +165,9 @@ def apply_hits(hits: Sequence[Hit], states: Sequence[State | None], now: int) ->
     another shape, which the caller passes as ``None``); ``now`` is integer microseconds.
     """
     allowed, results, writes = _evaluate(hits, states, now)
-    return Step(allowed, hits, states, now, results, writes)
+    step = Step((allowed, hits, states, now))
+    step._results, step.writes = results, writes  # noqa: SLF001  this module's own cache
+    return step
 
 
 def at_rest(hit: Hit) -> StoreResult:
@@ -237,6 +231,13 @@ def _monotonic_us() -> int:
     return time.monotonic_ns() // 1000
 
 
+class SlidingEntry(NamedTuple):
+    """A sliding-window counter in the in-memory store: its state and when it is at rest."""
+
+    state: State
+    expires_at: int
+
+
 class InMemoryRateLimitStore:
     """A thread-safe, asyncio-safe store for one process.
 
@@ -257,10 +258,13 @@ class InMemoryRateLimitStore:
         self._now_us: Callable[[], int] = (
             _monotonic_us if clock is time.monotonic else lambda: int(clock() * US)
         )
+        self._default_clock = clock is time.monotonic
         self._sweep_us = max(1, int(sweep_interval * US))
         self._lock = threading.Lock()
-        # key -> (algorithm, state, expires_at)
-        self._state: dict[str, tuple[Algorithm, State, int]] = {}
+        # key -> the TATs of a GCRA counter (a plain tuple), or a SlidingEntry. The GCRA
+        # entry is bare because the hot path reads and writes it on every hit; its expiry
+        # is its largest TAT, which only the sweep needs.
+        self._state: dict[str, State | SlidingEntry] = {}
         self._next_sweep = self._now_us() + self._sweep_us
 
     def __len__(self) -> int:
@@ -268,52 +272,67 @@ class InMemoryRateLimitStore:
         return len(self._state)
 
     def now(self) -> int:
-        """The store's clock in integer microseconds."""
+        """The store's time in integer microseconds."""
         return self._now_us()
 
     def _stored(self, hit: Hit) -> State | None:
         found = self._state.get(hit.key)
-        if found is None or found[0] != hit.algorithm or len(found[1]) != hit.size:
+        if found is None:
             return None
-        return found[1]
+        if isinstance(found, SlidingEntry):
+            return found.state if hit.algorithm == "sliding_window" and len(found.state) == hit.size else None
+        return found if hit.algorithm == "gcra" and len(found) == len(hit.windows) else None
+
+    def _write(self, write: Write) -> None:
+        self._state[write.key] = (
+            write.state if write.algorithm == "gcra" else SlidingEntry(write.state, write.expires_at)
+        )
 
     def hit_many(self, hits: Sequence[Hit]) -> Step:
         """Check every window of every hit; spend from all only if no blocking hit denies."""
-        now = self._now_us()
-        if len(hits) == 1 and hits[0].algorithm == "gcra":
+        # The default clock read inline: a call of _monotonic_us costs a tenth of a hit.
+        now = time.monotonic_ns() // 1000 if self._default_clock else self._now_us()
+        if len(hits) == 1 and hits[0][3] == "gcra":  # [3]: Hit.algorithm, without the property
             # The common case: one GCRA counter, decided with a few integer comparisons
             # (the decision of _gcra.gcra alone; Step computes the same details from the
             # same state when they are read).
-            hit = hits[0]
-            windows = hit.windows
-            cost = hit.cost
-            with self._lock:
+            key, windows, cost, _, shadow = hits[0]
+            fits = True
+            new: list[int] = []
+            # acquire() and release() rather than `with`: about 70 ns less a call.
+            lock = self._lock
+            lock.acquire()
+            try:
                 if now >= self._next_sweep:
                     self._sweep_locked(now)
-                found = self._state.get(hit.key)
-                tats = (
-                    found[1]
-                    if found is not None and found[0] == "gcra" and len(found[1]) == len(windows)
-                    else None
-                )
-                new: list[int] | None = []
-                for i, window in enumerate(windows):
-                    tat = now if tats is None else tats[i]
-                    new_tat = (tat if tat > now else now) + window.emission_interval * cost  # noqa: FURB136  max() costs a call
-                    if new_tat - window.tolerance > now:
-                        new = None
-                        break
-                    new.append(new_tat)  # type: ignore[union-attr]  # set to a list above
-                if new is not None and cost > 0:
-                    self._state[hit.key] = ("gcra", tuple(new), max(new))
-            return Step(new is not None or hit.shadow, hits, (tats,), now)
+                found = self._state.get(key)
+                # type() rather than isinstance(): a SlidingEntry is a tuple too.
+                tats: State | None = found if type(found) is tuple and len(found) == len(windows) else None  # type: ignore[assignment]  # narrowed by type() above
+                if tats is None:
+                    for window in windows:
+                        if window.emission_interval * cost > window.tolerance:
+                            fits = False
+                            break
+                        new.append(now + window.emission_interval * cost)
+                else:
+                    for tat, window in zip(tats, windows):  # noqa: B905  the same length, checked above
+                        new_tat = (tat if tat > now else now) + window.emission_interval * cost  # noqa: FURB136  max() costs a call
+                        if new_tat - window.tolerance > now:
+                            fits = False
+                            break
+                        new.append(new_tat)
+                if fits and cost > 0:
+                    self._state[key] = tuple(new)
+            finally:
+                lock.release()
+            return Step((fits or shadow, hits, (tats,), now))
         if len(hits) == 1:
             return self._one_sliding(hits, now)
         with self._lock:
             self._maybe_sweep_locked(now)
             step = apply_hits(hits, [self._stored(h) for h in hits], now)
             for w in step.writes:
-                self._state[w.key] = (w.algorithm, w.state, w.expires_at)
+                self._write(w)
         return step
 
     def _one_sliding(self, hits: Sequence[Hit], now: int) -> Step:
@@ -328,12 +347,7 @@ class InMemoryRateLimitStore:
         cost = hit.cost
         with self._lock:
             self._maybe_sweep_locked(now)
-            found = self._state.get(hit.key)
-            flat = (
-                found[1]
-                if found is not None and found[0] == "sliding_window" and len(found[1]) == 3 * len(windows)
-                else None
-            )
+            flat = self._stored(hit)
             new: list[int] = []
             expires = now
             fits = True
@@ -353,8 +367,8 @@ class InMemoryRateLimitStore:
                 new += (start, previous, current + cost)
                 expires = max(expires, start + 2 * period)
             if fits and cost > 0:
-                self._state[hit.key] = ("sliding_window", tuple(new), expires)
-        return Step(fits or hit.shadow, hits, (flat,), now)
+                self._state[hit.key] = SlidingEntry(tuple(new), expires)
+        return Step((fits or hit.shadow, hits, (flat,), now))
 
     async def ahit_many(self, hits: Sequence[Hit]) -> Step:
         """:meth:`hit_many`, inline (no I/O)."""
@@ -368,7 +382,7 @@ class InMemoryRateLimitStore:
                 if w.expires_at <= now:
                     self._state.pop(w.key, None)
                 else:
-                    self._state[w.key] = (w.algorithm, w.state, w.expires_at)
+                    self._write(w)
 
     async def arefund_many(self, hits: Sequence[Hit]) -> None:
         """:meth:`refund_many`, inline (no I/O)."""
@@ -407,7 +421,11 @@ class InMemoryRateLimitStore:
             self._sweep_locked(now)
 
     def _sweep_locked(self, now: int) -> int:
-        expired = [k for k, (_, _, expires) in self._state.items() if expires <= now]
+        expired = [
+            k
+            for k, entry in self._state.items()
+            if (entry.expires_at if isinstance(entry, SlidingEntry) else max(entry)) <= now
+        ]
         for k in expired:
             del self._state[k]
         self._next_sweep = now + self._sweep_us

@@ -101,7 +101,7 @@ class _Codec:
         except (AttributeError, TypeError, ValueError, IndexError) as exc:
             msg = f"unexpected reply from the rate-limit script: {reply!r:.200}"
             raise StoreError(msg, store=self.store) from exc
-        return Step(written, hits, states, now)
+        return Step((written, hits, states, now))
 
     @staticmethod
     def _state(hit: Hit, text: str) -> State | None:
