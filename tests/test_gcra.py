@@ -139,6 +139,38 @@ def test_store_agrees_with_the_reference_model(windows, hits):
         assert result.allowed == allowed
 
 
+@settings(max_examples=100, deadline=None)
+@given(windows=windows_strategy, hits=hits_strategy)
+def test_allow_decides_as_hit_does(windows, hits):
+    """allow() gives hit()'s decision and spends alike: two stores fed the same hits never disagree."""
+    clock = FakeClock(0.0)
+    detailed = InMemoryRateLimitStore(clock=clock, sweep_interval=1.0)
+    bare = InMemoryRateLimitStore(clock=clock, sweep_interval=1.0)
+    for gap, cost in hits:
+        clock.now += gap / US
+        assert bare.allow("k", windows, cost) == detailed.hit("k", windows, cost).allowed
+
+
+def test_allow_refuses_a_negative_cost():
+    """A negative cost would hand units back: allow() raises instead, and stores nothing."""
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    with pytest.raises(ValueError, match="cannot be negative"):
+        store.allow("k", [window(1, 60)], -1)
+    assert len(store) == 0
+
+
+def test_aallow_counts_in_the_same_counter_as_allow():
+    """The asyncio entry point spends from the counter the sync one spends from."""
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    windows = [window(2, 60)]
+    assert store.allow("k", windows)
+
+    async def rest() -> list[bool]:
+        return [await store.aallow("k", windows) for _ in range(2)]
+
+    assert asyncio.run(rest()) == [True, False]
+
+
 # --------------------------------------------------------------------------- the store
 
 

@@ -35,6 +35,7 @@ EXPECTED = [
     "FallbackUsed",
     "FeatureDecision",
     "GaveUp",
+    "GcraWindow",
     "Hit",
     "InMemoryBreakerStore",
     "InMemoryRateLimitStore",

@@ -71,7 +71,7 @@ from .engine._executor import (
     InMemoryResultCache,
     RetryScheduled,
 )
-from .engine._gcra import RateLimitDecision
+from .engine._gcra import GcraWindow, RateLimitDecision
 from .engine._loader import CheckResult, check, load_files
 from .engine._overrides import Override
 from .engine._policyset import PolicyDocument, PolicySet
@@ -115,6 +115,7 @@ __all__ = [
     "FallbackUsed",
     "FeatureDecision",
     "GaveUp",
+    "GcraWindow",
     "Hit",
     "InMemoryBreakerStore",
     "InMemoryRateLimitStore",
