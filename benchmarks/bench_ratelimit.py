@@ -1663,42 +1663,13 @@ def report(out: dict[str, Any], cfg: Config, info: dict[str, Any], mode: str) ->
         *_memory_table(
             allowed,
             mem["allowed_process_cpu"],
+            # Each row against limits' fixed window of its own kind (a pool of keys, or one key).
             {
-                **dict.fromkeys(
-                    (
-                        "tp2",
-                        "tp2_prebuilt",
-                        "tp2_allow",
-                        "tp1",
-                        "tp_sliding",
-                        "tp_check",
-                        "tp_check_two",
-                        "limits_fixed",
-                    ),
-                    "limits_fixed",
-                ),
-                **dict.fromkeys(("limits_moving", "limits_sliding"), "limits_fixed"),
-                **dict.fromkeys(
-                    ("tp2_onekey", "limits_fixed_onekey", "limits_sliding_onekey"), "limits_fixed_onekey"
-                ),
+                key: "limits_fixed_onekey" if key.endswith("_onekey") else "limits_fixed"
+                for key in allowed
+                if key not in {"loop", "keyloop"}
             },
-            [
-                "loop",
-                "keyloop",
-                "tp2",
-                "tp2_prebuilt",
-                "tp2_allow",
-                "tp1",
-                "tp_sliding",
-                "tp_check",
-                "tp_check_two",
-                "limits_fixed",
-                "limits_moving",
-                "limits_sliding",
-                "tp2_onekey",
-                "limits_fixed_onekey",
-                "limits_sliding_onekey",
-            ],
+            list(allowed),  # the order the cases were defined in
         ),
         "",
         "Allowed in a last pass over the 20,000 keys after the run (the most spent state; all allowed means every"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,9 @@ from hypothesis import strategies as st
 from support import FakeClock, ReferenceBucket, reference
 from tierpolicy.engine._gcra import US, GcraWindow, RateLimitDecision, gcra
 from tierpolicy.engine._ratelimit_store import Hit, InMemoryRateLimitStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def window(quota: int, period: int, burst: int | None = None, name: str = "w") -> GcraWindow:
@@ -174,44 +178,36 @@ def test_aallow_counts_in_the_same_counter_as_allow():
 # --------------------------------------------------------------------------- the store
 
 
-def test_threads_on_one_key_admit_exactly_the_limit():
-    """8 threads hammering one key on a frozen clock admit exactly N requests."""
-    limit = 50
-    store = InMemoryRateLimitStore(clock=FakeClock())
-    windows = [window(limit, 60)]
+def admitted_by_threads(decide: Callable[[], bool], *, each: int, threads: int = 8) -> int:
+    """How many of ``threads`` x ``each`` calls of ``decide``, started together, answered True."""
     admitted = []
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(threads)
 
     def worker() -> None:
         barrier.wait()
-        admitted.append(sum(store.hit("seller:1", windows).allowed for _ in range(40)))
+        admitted.append(sum(decide() for _ in range(each)))
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
+    started = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in started:
         t.start()
-    for t in threads:
+    for t in started:
         t.join()
-    assert sum(admitted) == limit
+    return sum(admitted)
+
+
+def test_threads_on_one_key_admit_exactly_the_limit():
+    """8 threads hammering one key on a frozen clock admit exactly N requests."""
+    store = InMemoryRateLimitStore(clock=FakeClock())
+    windows = [window(50, 60)]
+    assert admitted_by_threads(lambda: store.hit("seller:1", windows).allowed, each=40) == 50
 
 
 def test_threads_on_the_default_clock_admit_exactly_the_limit():
     """On the store's own monotonic clock (read inline), 8 threads on one key admit exactly N."""
-    limit = 100
     store = InMemoryRateLimitStore()
-    windows = [window(limit, 3600)]  # one unit refills in 36 s: none during the test
-    admitted = []
-    barrier = threading.Barrier(8)
-
-    def worker() -> None:
-        barrier.wait()
-        admitted.append(sum(store.hit_many([Hit("seller:1", tuple(windows))]).allowed for _ in range(50)))
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sum(admitted) == limit
+    hit = Hit("seller:1", (window(100, 3600),))  # one unit refills in 36 s: none during the test
+    assert admitted_by_threads(lambda: store.hit_many([hit]).allowed, each=50) == 100
+    assert admitted_by_threads(lambda: store.allow("seller:2", hit.windows), each=50) == 100
 
 
 def test_asyncio_tasks_on_one_key_admit_exactly_the_limit():
