@@ -631,3 +631,45 @@ def test_an_executor_lets_calls_through_while_redis_is_down(engine, own_redis_se
         assert [(e.step, e.error) for e in failed] == [
             ("acquire", "tierpolicy.engine.StoreUnavailableError")
         ] * 2
+
+
+# --------------------------------------------------------------------------- listing the breakers
+
+
+async def listed(store: RedisBreakerStore) -> list[str]:
+    """abreakers(), then the asyncio client closed in the loop that opened it."""
+    try:
+        return await store.abreakers()
+    finally:
+        await store.aclose()
+
+
+def test_breakers_lists_the_breakers_under_its_prefix_alone(redis_server, redis_prefix):
+    """breakers() and abreakers() name this prefix's breakers, sorted; a prefix's glob characters match only themselves."""
+    # Unescaped, the pattern of "<p>a*:" would also match the keys of "<p>ab:".
+    with (
+        replica(redis_server.url, f"{redis_prefix}a*:") as mine,
+        replica(redis_server.url, f"{redis_prefix}ab:") as other,
+    ):
+        for key in ("search.listings", "payments.capture", "payments.refund"):
+            fail(mine, 1, 1_000.0, key=key)
+        fail(other, 1, 1_000.0, key="shipping.quote")
+        assert mine.breakers() == ["payments.capture", "payments.refund", "search.listings"]
+        assert asyncio.run(listed(mine)) == ["payments.capture", "payments.refund", "search.listings"]
+        assert other.breakers() == ["shipping.quote"]
+        assert len(mine.breakers(limit=2)) == 2
+        mine.reset("payments.refund")
+        assert mine.breakers() == ["payments.capture", "search.listings"]
+        with pytest.raises(ValueError, match="at least 1"):
+            mine.breakers(limit=0)
+
+
+def test_breakers_of_a_stopped_server_raise_the_library_error(own_redis_server):
+    """Listing breakers on a Redis that is down raises StoreUnavailableError, not a redis-py error."""
+    with replica(own_redis_server.url, "t:", socket_timeout=1, socket_connect_timeout=1) as shared:
+        fail(shared, 1, 1_000.0)
+        own_redis_server.stop()
+        with pytest.raises(tierpolicy.StoreUnavailableError):
+            shared.breakers()
+        with pytest.raises(tierpolicy.StoreUnavailableError):
+            asyncio.run(listed(shared))

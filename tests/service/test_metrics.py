@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import tierpolicy
 from servicesupport import app_for, auth, calls
+from tierpolicy.adapters.redis import RedisBreakerStore
+from tierpolicy.engine._breaker import Permit
+from tierpolicy.engine._resilience import BreakerPolicy
 from tierpolicy.service import PREFIX
 from tierpolicy.service._metrics import Metrics
 
@@ -118,3 +124,78 @@ def test_the_docs_routes_are_counted_under_their_own_paths(engine):
         )
     unmatched = (("method", "GET"), ("route", "<unmatched>"), ("status", "404"))
     assert found["tierpolicy_http_requests_total", unmatched] == 1
+
+
+OPENS_AFTER_TWO = BreakerPolicy(
+    window_type="count",
+    window_size=2,
+    failure_rate_threshold=50.0,
+    slow_call_duration=1.0,
+    slow_call_rate_threshold=100.0,
+    minimum_calls=2,
+    wait_in_open=60.0,
+    wait_multiplier=1.0,
+    max_wait_in_open=60.0,
+    permitted_calls_in_half_open=1,
+    max_wait_in_half_open=0.0,
+)
+
+
+def breaker_states(text: str) -> dict[str, str]:
+    """The state at 1 of each breaker in a scrape."""
+    return {
+        dict(labels)["operation"]: dict(labels)["state"]
+        for (name, labels), value in samples(text).items()
+        if name == "tierpolicy_breaker_state" and value == 1
+    }
+
+
+@pytest.mark.redis
+def test_breaker_states_are_read_from_the_shared_store_at_each_scrape(engine, own_redis_server):
+    """With REDIS_URL, each scrape reports the breakers backends share in Redis; a reset one vanishes; Redis down: none, still 200."""
+    app = app_for(engine, redis_url=own_redis_server.url)
+    backend = RedisBreakerStore.from_url(own_redis_server.url)  # a backend's store: the default prefix
+
+    async def record(operation: str, outcome: str) -> None:
+        now = time.monotonic()
+        permit = await backend.aacquire(operation, OPENS_AFTER_TWO, now)
+        assert isinstance(permit, Permit)
+        await backend.arecord(operation, OPENS_AFTER_TWO, permit, outcome, 0.01, now)
+
+    async def go() -> list[httpx.Response]:
+        scrapes = []
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                scrapes.append(await client.get("/metrics"))
+                await record("payments.capture", "failure")
+                await record("payments.capture", "failure")
+                await record("search.listings", "success")
+                scrapes.append(await client.get("/metrics"))
+                await backend.areset("payments.capture")
+                scrapes.append(await client.get("/metrics"))
+                await backend.aclose()
+                own_redis_server.stop()
+                scrapes.append(await client.get("/metrics"))
+        return scrapes
+
+    before, opened, after_reset, redis_down = asyncio.run(go())
+    backend.close()
+    assert breaker_states(before.text) == {}
+    assert breaker_states(opened.text) == {"payments.capture": "open", "search.listings": "closed"}
+    assert (
+        samples(opened.text)[
+            "tierpolicy_breaker_state", (("operation", "payments.capture"), ("state", "closed"))
+        ]
+        == 0
+    )
+    assert breaker_states(after_reset.text) == {"search.listings": "closed"}
+    assert redis_down.status_code == 200
+    assert breaker_states(redis_down.text) == {}
+
+
+def test_without_redis_no_breaker_is_reported(engine):
+    """On embedded defaults breakers live in the processes that run them: the metric has no samples."""
+    [scraped] = calls(app_for(engine), ("GET", "/metrics", {}))
+    assert breaker_states(scraped.text) == {}
+    assert "# TYPE tierpolicy_breaker_state gauge" in scraped.text

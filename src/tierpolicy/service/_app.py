@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tierpolicy.adapters import rate_limit_store
 from tierpolicy.adapters.fastapi import TrustedProxies
-from tierpolicy.adapters.redis import EventChannel, PolicyChannel
+from tierpolicy.adapters.redis import EventChannel, PolicyChannel, RedisBreakerStore
 from tierpolicy.adapters.sqlalchemy import Database
 from tierpolicy.engine._engine import Engine, PolicyHolder, load
 from tierpolicy.engine._exceptions import StoreError
@@ -157,7 +157,10 @@ def _health_router() -> APIRouter:
         },
     )
     async def metrics(request: Request) -> Response:
-        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+        state = request.app.state
+        if state.breakers is not None:
+            await state.metrics.refresh_breakers(state.breakers)
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
     @router.get(
         "/health/live",
@@ -263,6 +266,9 @@ def create_app(
             channel.close()
         await app.state.limiter.store.aclose()
         app.state.limiter.store.close()
+        if app.state.breakers is not None:
+            await app.state.breakers.aclose()
+            app.state.breakers.close()
         app.state.database.close()
 
     app = FastAPI(
@@ -276,6 +282,8 @@ def create_app(
     app.state.database = database
     app.state.authenticator = Authenticator.from_settings(settings)
     app.state.channel = PolicyChannel.from_url(settings.redis_url) if settings.redis_url else None
+    # The breakers every backend shares through Redis, whose states /metrics reports.
+    app.state.breakers = RedisBreakerStore.from_url(settings.redis_url) if settings.redis_url else None
     app.state.holder = holder
     app.state.limiter = limiter
     app.state.metrics = metrics = Metrics()

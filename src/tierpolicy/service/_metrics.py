@@ -13,19 +13,24 @@ Names (all prefixed ``tierpolicy_``):
   feature, limit, tier, entitlements, classify, retry; ``outcome`` the decision's
   outcome, ``error`` for a per-query error);
 * ``rate_limit_denials_total{limit, fallback}``: requests a rate limit refused;
-* ``breaker_state{operation, state}``: 1 for the state each breaker is in;
+* ``breaker_state{operation, state}``: 1 for the state each circuit breaker shared in
+  Redis is in, read from the breaker store at each scrape (:meth:`Metrics.refresh_breakers`);
+  no samples without Redis, where breakers live in the processes that run them;
 * ``policy_version_info{version}``: 1 for the active policy version;
 * ``policy_reload_failures_total``: policy versions a replica could not load.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.routing import Route
+
+from tierpolicy.engine._exceptions import StoreError
 
 from ._problems import flat_routes as _flat
 
@@ -40,9 +45,27 @@ if TYPE_CHECKING:
     Send = Callable[[Message], Awaitable[None]]
     ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+    from tierpolicy.engine._breaker import BreakerSnapshot
+
+logger = logging.getLogger("tierpolicy.service")
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _BREAKER_STATES = ("closed", "open", "half_open")
+MAX_BREAKERS = 1000
+"""Breakers a scrape reports at most (one read each)."""
+
+
+class SharedBreakers(Protocol):
+    """What :meth:`Metrics.refresh_breakers` reads: a shared breaker store (the Redis one)."""
+
+    async def abreakers(self, limit: int = ...) -> list[str]:
+        """The keys of the breakers the store holds."""
+        ...
+
+    async def asnapshot(self, key: str, now: float) -> BreakerSnapshot:
+        """Breaker ``key`` now."""
+        ...
 
 
 class Metrics:
@@ -107,6 +130,24 @@ class Metrics:
         """Record the state a breaker moved to."""
         for known in _BREAKER_STATES:
             self.breaker_state.labels(operation=operation, state=known).set(1 if known == state else 0)
+
+    async def refresh_breakers(self, store: SharedBreakers) -> None:
+        """Set ``breaker_state`` to the breakers ``store`` holds now (at most :data:`MAX_BREAKERS`).
+
+        A breaker that is gone (reset, or expired at rest) loses its samples. When the
+        store cannot answer, no breaker is reported rather than stale states, and a
+        warning is logged.
+        """
+        try:
+            names = await store.abreakers(limit=MAX_BREAKERS)
+            now = time.monotonic()
+            states = [(name, (await store.asnapshot(name, now)).state.value) for name in names]
+        except StoreError as exc:
+            logger.warning("breaker states not reported: the breaker store failed: %s", exc)
+            states = []
+        self.breaker_state.clear()
+        for name, state in states:
+            self.breaker(name, state)
 
     def count_answer(self, answer: Mapping[str, object]) -> None:
         """Count every result of an evaluation answer by kind and outcome."""

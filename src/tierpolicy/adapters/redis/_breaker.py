@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import itertools
 import json
 import random
 import time
@@ -169,7 +170,22 @@ class _Delete(NamedTuple):
     key: str
 
 
-_Request = _Read | _Write | _Pause | _Delete
+class _Keys(NamedTuple):
+    """The keys matching ``pattern`` (``SCAN``, every node of a cluster), at most ``limit``."""
+
+    pattern: str
+    limit: int
+
+
+_Request = _Read | _Write | _Pause | _Delete | _Keys
+
+_SCAN_COUNT: Final = 500
+"""Keys a ``SCAN`` step looks at (a hint to the server)."""
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` as a Redis glob pattern that matches it alone."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 # --------------------------------------------------------------------------- the stored value
@@ -459,6 +475,16 @@ class _Core:
         yield _Delete(self.key(key))
         self.policies.pop(key, None)
 
+    def listing(self, limit: int) -> Generator[_Request, Any, list[str]]:
+        """:meth:`RedisBreakerStore.breakers`."""
+        if limit < 1:
+            msg = "limit must be at least 1"
+            raise ValueError(msg)
+        head = f"{self.prefix}cb:{{"
+        found = yield _Keys(_glob_escape(head) + "*}", limit)
+        texts = (k.decode() if isinstance(k, bytes) else str(k) for k in found)
+        return sorted({t[len(head) : -1] for t in texts if t.startswith(head) and t.endswith("}")})
+
 
 # --------------------------------------------------------------------------- the store
 
@@ -595,6 +621,9 @@ class RedisBreakerStore:
                 elif isinstance(request, _Pause):
                     time.sleep(request.seconds)
                     reply = None
+                elif isinstance(request, _Keys):
+                    keys = client.scan_iter(match=request.pattern, count=_SCAN_COUNT)
+                    reply = list(itertools.islice(keys, request.limit))
                 else:
                     reply = client.delete(request.key)
             except (rex.RedisError, OSError) as exc:
@@ -651,6 +680,19 @@ class RedisBreakerStore:
         """
         self._run(self._core.resetting(key))
 
+    def breakers(self, limit: int = 1000) -> list[str]:
+        """The keys of the breakers held under this store's prefix, sorted; at most ``limit``.
+
+        One ``SCAN`` over the keyspace (every primary of a cluster): for monitoring (the
+        seller service reports their states on ``/metrics``), not for a hot path.
+
+        Raises:
+            ValueError: ``limit`` is below 1.
+            StoreUnavailableError: As for :meth:`acquire`.
+            StoreError: As for :meth:`acquire`.
+        """
+        return self._run(self._core.listing(limit))
+
     # ------------------------------------------------------------------ asyncio shell
 
     async def _arun(self, steps: Generator[_Request, Any, T]) -> T:
@@ -673,6 +715,12 @@ class RedisBreakerStore:
                 elif isinstance(request, _Pause):
                     await asyncio.sleep(request.seconds)
                     reply = None
+                elif isinstance(request, _Keys):
+                    reply = []
+                    async for found in client.scan_iter(match=request.pattern, count=_SCAN_COUNT):
+                        reply.append(found)
+                        if len(reply) >= request.limit:
+                            break
                 else:
                     reply = await client.delete(request.key)
             except (rex.RedisError, OSError) as exc:
@@ -703,6 +751,10 @@ class RedisBreakerStore:
     async def areset(self, key: str) -> None:
         """:meth:`reset` over the asyncio client."""
         await self._arun(self._core.resetting(key))
+
+    async def abreakers(self, limit: int = 1000) -> list[str]:
+        """:meth:`breakers` over the asyncio client."""
+        return await self._arun(self._core.listing(limit))
 
     # ------------------------------------------------------------------ closing
 
