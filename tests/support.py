@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from tierpolicy.engine._resilience import BreakerPolicy
+
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 SMALL_SET = """\
@@ -90,3 +92,25 @@ def reference(buckets: list[ReferenceBucket], now: int, cost: int) -> tuple[bool
             b.last = now
     remaining = [(b.limit - b.drained(now)) // b.interval for b in buckets]
     return allowed, remaining
+
+
+def count_breaker(size: int = 4, **changes: object) -> BreakerPolicy:
+    """A breaker over the last ``size`` calls that opens at 50 % failures once it has seen them all.
+
+    Open for 10 s, doubled at each reopening up to 30 s; two probe calls when half open.
+    ``changes`` replace any other setting.
+    """
+    policy = BreakerPolicy(
+        window_type="count",
+        window_size=size,
+        failure_rate_threshold=50.0,
+        slow_call_duration=1.0,
+        slow_call_rate_threshold=100.0,
+        minimum_calls=size,
+        wait_in_open=10.0,
+        wait_multiplier=2.0,
+        max_wait_in_open=30.0,
+        permitted_calls_in_half_open=2,
+        max_wait_in_half_open=0.0,
+    )
+    return dataclasses.replace(policy, **changes)  # type: ignore[arg-type]

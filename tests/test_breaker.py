@@ -7,12 +7,14 @@ import dataclasses
 import math
 import threading
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from tests.strategies import breaker_policies
 
+from support import count_breaker
 from tierpolicy.engine._breaker import (
     BreakerData,
     BreakerSnapshot,
@@ -25,22 +27,12 @@ from tierpolicy.engine._breaker import (
     record_step,
     snapshot_of,
 )
-from tierpolicy.engine._resilience import BreakerPolicy
+
+if TYPE_CHECKING:
+    from tierpolicy.engine._resilience import BreakerPolicy
 
 KEY = "payments.*"
-POLICY = BreakerPolicy(
-    window_type="count",
-    window_size=4,
-    failure_rate_threshold=50.0,
-    slow_call_duration=1.0,
-    slow_call_rate_threshold=100.0,
-    minimum_calls=4,
-    wait_in_open=10.0,
-    wait_multiplier=2.0,
-    max_wait_in_open=30.0,
-    permitted_calls_in_half_open=2,
-    max_wait_in_half_open=0.0,
-)
+POLICY = count_breaker()
 
 
 def call(store: InMemoryBreakerStore, outcome: str, now: float, *, duration: float = 0.1, policy=POLICY):

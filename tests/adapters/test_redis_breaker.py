@@ -8,6 +8,7 @@ import dataclasses
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 import tierpolicy
 from strategies import breaker_policies
+from support import count_breaker
 from tierpolicy.adapters.redis._breaker import (
     MAX_TTL,
     RedisBreakerStore,
@@ -35,24 +37,14 @@ from tierpolicy.engine._breaker import (
     Window,
 )
 from tierpolicy.engine._executor import BreakerStoreFailed, Executor
-from tierpolicy.engine._resilience import BreakerPolicy
+
+if TYPE_CHECKING:
+    from tierpolicy.engine._resilience import BreakerPolicy
 
 pytestmark = pytest.mark.redis
 
 KEY = "payments.capture"
-POLICY = BreakerPolicy(
-    window_type="count",
-    window_size=4,
-    failure_rate_threshold=50.0,
-    slow_call_duration=1.0,
-    slow_call_rate_threshold=100.0,
-    minimum_calls=4,
-    wait_in_open=10.0,
-    wait_multiplier=2.0,
-    max_wait_in_open=30.0,
-    permitted_calls_in_half_open=2,
-    max_wait_in_half_open=0.0,
-)
+POLICY = count_breaker()
 
 
 class Clock:

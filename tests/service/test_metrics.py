@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import tierpolicy
 from servicesupport import app_for, auth, calls
+from support import count_breaker
 from tierpolicy.adapters.redis import RedisBreakerStore
 from tierpolicy.engine._breaker import Permit
-from tierpolicy.engine._resilience import BreakerPolicy
 from tierpolicy.service import PREFIX
 from tierpolicy.service._metrics import Metrics
 
@@ -126,19 +126,7 @@ def test_the_docs_routes_are_counted_under_their_own_paths(engine):
     assert found["tierpolicy_http_requests_total", unmatched] == 1
 
 
-OPENS_AFTER_TWO = BreakerPolicy(
-    window_type="count",
-    window_size=2,
-    failure_rate_threshold=50.0,
-    slow_call_duration=1.0,
-    slow_call_rate_threshold=100.0,
-    minimum_calls=2,
-    wait_in_open=60.0,
-    wait_multiplier=1.0,
-    max_wait_in_open=60.0,
-    permitted_calls_in_half_open=1,
-    max_wait_in_half_open=0.0,
-)
+OPENS_AFTER_TWO = count_breaker(2, wait_in_open=60.0, max_wait_in_open=60.0)
 
 
 def breaker_states(text: str) -> dict[str, str]:
