@@ -665,3 +665,17 @@ def test_breakers_of_a_stopped_server_raise_the_library_error(own_redis_server):
             shared.breakers()
         with pytest.raises(tierpolicy.StoreUnavailableError):
             asyncio.run(listed(shared))
+
+
+def test_breakers_are_listed_from_every_node_of_a_cluster(redis_cluster, redis_prefix):
+    """On Redis Cluster the breakers, whose hash tags spread them over the nodes, are all listed, sync and asyncio."""
+    names = [f"op-{i}" for i in range(12)]
+    with replica(redis_cluster.url, redis_prefix) as shared:
+        client = shared.client
+        assert isinstance(client, redis.cluster.RedisCluster)
+        for name in names:
+            fail(shared, 1, 1_000.0, key=name)
+        nodes = {client.get_node_from_key(shared.key(name)).name for name in names}
+        assert len(nodes) == len(client.get_primaries())  # every primary holds some of them
+        assert shared.breakers() == sorted(names)
+        assert asyncio.run(listed(shared)) == sorted(names)
