@@ -25,6 +25,7 @@ fresh to the other.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -324,23 +325,16 @@ class InMemoryRateLimitStore:
                 self._sweep_locked(now)
             found = self._state.get(key)
             # type() rather than isinstance(): a SlidingEntry is a tuple too.
-            if type(found) is tuple and len(found) == len(windows):
-                tats: State = found  # type: ignore[assignment]  # narrowed by type() above
-                for tat, window in zip(tats, windows):  # noqa: B905  the same length, checked above
-                    new_tat = (tat if tat > now else now) + window.emission_interval * cost  # noqa: FURB136  max() costs a call
-                    if new_tat - window.tolerance > now:
-                        return False, tats
-                    new.append(new_tat)
-                if cost > 0:
-                    self._state[key] = tuple(new)
-                return True, tats
-            for window in windows:
-                if window.emission_interval * cost > window.tolerance:
-                    return False, None
-                new.append(now + window.emission_interval * cost)
+            tats: State | None = found if type(found) is tuple and len(found) == len(windows) else None  # type: ignore[assignment]  # narrowed by type() above
+            # A fresh counter's windows are at rest: their TATs count as now.
+            for tat, window in zip(itertools.repeat(now) if tats is None else tats, windows):  # noqa: B905  repeat() is endless; tats has one per window, checked above
+                new_tat = (tat if tat > now else now) + window.emission_interval * cost  # noqa: FURB136  max() costs a call
+                if new_tat - window.tolerance > now:
+                    return False, tats
+                new.append(new_tat)
             if cost > 0:
                 self._state[key] = tuple(new)
-            return True, None
+            return True, tats
         finally:
             lock.release()
 

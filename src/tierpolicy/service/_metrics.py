@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.routing import Route
 
+from tierpolicy.engine._breaker import BreakerState
 from tierpolicy.engine._exceptions import StoreError
 
 from ._problems import flat_routes as _flat
@@ -51,7 +52,7 @@ logger = logging.getLogger("tierpolicy.service")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_BREAKER_STATES = ("closed", "open", "half_open")
+_BREAKER_STATES = tuple(state.value for state in BreakerState)
 MAX_BREAKERS = 1000
 """Breakers a scrape reports at most (one read each)."""
 
